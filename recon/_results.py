@@ -1,0 +1,109 @@
+"""Reconstruction results: element maps plus the method, parameters, metrics and provenance behind them.
+
+Result file layout (``nxsci_format = "1"``, ``kind = "result"``)::
+
+    /maps                   float32 (E, H, W)   attrs: elements
+    /  attrs                method, parameters (JSON, per element), metrics (JSON, per element),
+                            solver_info (JSON, per element), timings (JSON)
+    /provenance  attrs      input_file, input_sha256, nxsci_version, created, run_uid (when from a run)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ._dataset import FORMAT_VERSION, atomic_h5_write, check_writable, nxsci_version, open_h5
+from ._errors import DatasetError
+
+__all__ = ["ReconResult", "save_result", "load_result", "file_sha256"]
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return str(obj)
+    return obj
+
+
+@dataclasses.dataclass
+class ReconResult:
+    """Maps of several elements reconstructed with one method."""
+
+    maps: np.ndarray
+    elements: list[str]
+    method: str
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    solver_info: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def map(self, element: str) -> np.ndarray:
+        if element not in self.elements:
+            raise DatasetError(f"unknown element '{element}': result has {', '.join(self.elements)}")
+        return self.maps[self.elements.index(element)]
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly summary (no arrays): what a report or REST response shows."""
+        return _jsonable({"method": self.method, "elements": self.elements, "parameters": self.parameters,
+                          "metrics": self.metrics, "timings": self.timings, "provenance": self.provenance,
+                          "solver_info": self.solver_info})
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_result(result: ReconResult, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write a result file atomically; refuses to replace an existing file unless ``overwrite``."""
+    p = check_writable(path, overwrite)
+
+    def write(f: h5py.File) -> None:
+        f.attrs["nxsci_format"] = FORMAT_VERSION
+        f.attrs["kind"] = "result"
+        f.attrs["method"] = result.method
+        for key in ("parameters", "metrics", "solver_info", "timings"):
+            f.attrs[key] = json.dumps(_jsonable(getattr(result, key)))
+        d = f.create_dataset("maps", data=np.asarray(result.maps, dtype=np.float32))
+        d.attrs["elements"] = np.array(result.elements, dtype=h5py.string_dtype())
+        g = f.create_group("provenance")
+        prov = {"nxsci_version": nxsci_version(), "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+                **result.provenance}
+        for k, v in prov.items():
+            g.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(_jsonable(v))
+
+    atomic_h5_write(p, write)
+    return p
+
+
+def load_result(path: str | os.PathLike[str]) -> ReconResult:
+    p = Path(path)
+    with open_h5(p) as f:
+        if f.attrs.get("kind") not in ("result", b"result") or "maps" not in f:
+            raise DatasetError(f"{p}: not an nxsci result file")
+        maps = np.asarray(f["maps"][()])
+        elements = [e.decode() if isinstance(e, bytes) else str(e) for e in f["maps"].attrs["elements"]]
+        loads = {k: json.loads(f.attrs[k]) for k in ("parameters", "metrics", "solver_info", "timings")}
+        prov = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f["provenance"].attrs.items()}
+        method = str(f.attrs["method"])
+    return ReconResult(maps=maps, elements=elements, method=method, provenance=prov, **loads)

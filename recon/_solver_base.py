@@ -1,0 +1,120 @@
+"""One interface for every reconstruction method: ``solver(y, physics, guide=...) -> SolverResult``.
+
+Each method declares its parameters as a pydantic model, so the CLI, the REST service and the
+benchmarks validate them the same way and can publish a JSON schema of them.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ._errors import DatasetError, SolverError
+from ._physics import PatternPhysics
+
+__all__ = ["Solver", "SolverParams", "SolverResult", "ProgressCallback", "register_solver", "get_solver",
+           "available_methods", "method_schemas", "check_inputs"]
+
+#: called with (fraction done in [0, 1], short status text)
+ProgressCallback = Callable[[float, str], None]
+
+
+class SolverParams(BaseModel):
+    """Base of every method's parameters: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+@dataclasses.dataclass
+class SolverResult:
+    """A reconstructed map plus what a user needs to trust it (chosen weight, residual, timings)."""
+
+    x: np.ndarray
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Solver(abc.ABC):
+    """A reconstruction method. Subclasses set ``name``, ``Params`` and implement :meth:`solve`."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[SolverParams]] = SolverParams
+    uses_guide: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+
+    def __init__(self, params: SolverParams | dict[str, Any] | None = None, **kwargs: Any) -> None:
+        merged = dict(params.model_dump() if isinstance(params, SolverParams) else (params or {}))
+        merged.update(kwargs)
+        try:
+            self.params = self.Params(**merged)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}"
+                                 for e in exc.errors())
+            raise SolverError(f"invalid parameters for method '{self.name}': {problems}") from None
+
+    def __call__(self, y: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None = None,
+                 progress: ProgressCallback | None = None) -> SolverResult:
+        y = check_inputs(y, physics, guide if self.uses_guide else None)
+        return self.solve(y, physics, guide=guide if self.uses_guide else None, progress=progress)
+
+    @abc.abstractmethod
+    def solve(self, y: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
+              progress: ProgressCallback | None) -> SolverResult:
+        """Reconstruct one element map from its measurements."""
+
+
+def check_inputs(y: np.ndarray, physics: PatternPhysics, guide: np.ndarray | None) -> np.ndarray:
+    """Shapes and finiteness, checked before any solver work so errors name the real problem."""
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if y.size != physics.num_patterns:
+        raise DatasetError(f"{y.size} measurements for {physics.num_patterns} patterns")
+    if not np.all(np.isfinite(y)):
+        raise DatasetError("measurements contain NaN or infinite values")
+    if guide is not None:
+        g = np.asarray(guide)
+        if g.shape != physics.img_shape:
+            raise DatasetError(f"TXM image has shape {g.shape} but the patterns are {physics.img_shape}")
+        if not np.all(np.isfinite(g)):
+            raise DatasetError("TXM image contains NaN or infinite values")
+    if physics.num_patterns < 2:
+        raise SolverError(f"too few patterns: {physics.num_patterns} (need at least 2)")
+    return y
+
+
+_REGISTRY: dict[str, type[Solver]] = {}
+
+
+def register_solver(cls: type[Solver]) -> type[Solver]:
+    """Class decorator adding a method to the registry under ``cls.name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_methods() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_solver(method: str, params: dict[str, Any] | None = None) -> Solver:
+    """Instantiate a method by name; unknown names and bad parameters raise :class:`SolverError`."""
+    _load_builtin()
+    try:
+        cls = _REGISTRY[method]
+    except KeyError:
+        raise SolverError(f"unknown method '{method}': choose one of {', '.join(sorted(_REGISTRY))}") from None
+    return cls(params or {})
+
+
+def method_schemas() -> dict[str, dict[str, Any]]:
+    """JSON schema of each method's parameters (published by the REST service)."""
+    _load_builtin()
+    return {name: {"description": cls.description, "uses_txm": cls.uses_guide,
+                   "parameters": cls.Params.model_json_schema()} for name, cls in sorted(_REGISTRY.items())}
+
+
+def _load_builtin() -> None:
+    from . import _pinv, _tv  # noqa: F401  (registration side effect)
