@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field, field_validator
 from scipy import ndimage
 
+from ._errors import SolverError
 from ._physics import PatternPhysics, single_threaded_blas
 from ._solver_base import ProgressCallback, Solver, SolverParams, SolverResult, register_solver
 from ._weight_selection import cross_validate_weight
@@ -27,7 +28,7 @@ class TVParams(SolverParams):
         "auto", description="TV weight relative to ||A||^2 (unit-scale problem); 'auto' = K-fold cross-validation")
     iterations: int = Field(2000, ge=10, le=100_000, description="PDHG iterations (2000 ~ converged)")
     cv_folds: int = Field(5, ge=2, le=20, description="folds for the automatic weight")
-    cv_iterations: int = Field(1500, ge=10, le=100_000, description="PDHG iterations per cross-validation fit")
+    cv_iterations: int = Field(1000, ge=10, le=100_000, description="PDHG iterations per cross-validation fit")
     weight_range: tuple[float, float] = Field((1e-7, 1e-2), description="search range of 'auto' (decades, then "
                                                                        "half-decades around the best)")
     nonnegative: bool = Field(True, description="constrain the map to be >= 0")
@@ -51,7 +52,11 @@ class TVParams(SolverParams):
 class GuidedTVParams(TVParams):
     edge_threshold: float = Field(0.15, gt=0, description="TXM gradient (relative to its 99th percentile) "
                                                           "at which the TV weight is halved")
-    min_weight: float = Field(0.05, gt=0, le=1, description="floor of the relative TV weight on TXM edges")
+    min_weight: float | Literal["auto"] = Field(
+        "auto", description="relative TV weight left on the strongest TXM edges (1 = plain TV); 'auto' = by CV "
+                            "(with a fixed weight: the first of auto_min_weights)")
+    auto_min_weights: tuple[float, ...] = Field((0.05, 1.0), min_length=1,
+                                                description="guidance strengths compared when min_weight='auto'")
     edge_sigma: float = Field(0.7, ge=0, description="Gaussian scale (px) of the TXM gradient")
 
 
@@ -83,8 +88,9 @@ class TV(Solver):
     Params = TVParams
     description = "Total variation + non-negativity (corrct PDHG), weight by K-fold cross-validation."
 
-    def _pixel_weights(self, guide: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | float:
-        return 1.0
+    def _guidance_candidates(self, guide: np.ndarray | None) -> list[tuple[float, np.ndarray | float]]:
+        """(label, per-pixel weight map) pairs to choose from; plain TV has one, uniform."""
+        return [(1.0, 1.0)]
 
     def solve(self, y: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
               progress: ProgressCallback | None) -> SolverResult:
@@ -93,7 +99,11 @@ class TV(Solver):
 
     def _solve(self, y: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
                progress: ProgressCallback | None) -> SolverResult:
-        import corrct as cct  # heavy import, only when a TV solve runs
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # corrct prints an ASTRA notice on import
+            import corrct as cct
 
         t0 = time.perf_counter()
         p = self.params
@@ -102,31 +112,41 @@ class TV(Solver):
         scale = map_scale(a, y)
         yn = (y / scale).astype(np.float32)
         norm2 = physics.compute_norm() ** 2
-        pixel_w = self._pixel_weights(guide, physics.img_shape)
+        candidates = self._guidance_candidates(guide)
         projector = cct.struct_illum.ProjectorGhostImaging(patterns, backend="numpy")
         lower = 0.0 if p.nonnegative else None
 
-        def fit(rel_weight: float, iterations: int, train_mask: np.ndarray | None = None,
-                x0: np.ndarray | None = None) -> np.ndarray:
+        def fit(rel_weight: float, pixel_w: np.ndarray | float, iterations: int,
+                train_mask: np.ndarray | None = None, x0: np.ndarray | None = None) -> np.ndarray:
             reg = cct.regularizers.Regularizer_TV2D(rel_weight * norm2 * pixel_w)
             solver = cct.solvers.PDHG(regularizer=reg, leave_progress=False)
             x, _ = solver(projector, yn, iterations=iterations, lower_limit=lower, b_mask=train_mask, x0=x0)
             return np.asarray(x, dtype=np.float32)
 
         info: dict[str, object] = {}
+        label, pixel_w = candidates[0]
         if p.weight == "auto":
-            cv = cross_validate_weight(lambda w, m, x0: fit(w, p.cv_iterations, m, x0), yn.astype(np.float64), a,
-                                       p.weight_range, folds=p.cv_folds, seed=p.seed, progress=progress,
-                                       progress_span=(0.0, 0.9))
+            results = []
+            span = 0.9 / len(candidates)
+            for i, (lab, pw) in enumerate(candidates):
+                cv = cross_validate_weight(lambda w, m, x0, pw=pw: fit(w, pw, p.cv_iterations, m, x0),
+                                           yn.astype(np.float64), a, p.weight_range, folds=p.cv_folds,
+                                           seed=p.seed, progress=progress, progress_span=(i * span, (i + 1) * span))
+                results.append((min(cv.loss), lab, pw, cv))
+            _, label, pixel_w, cv = min(results, key=lambda r: r[0])
             weight = cv.weight
             info["cross_validation"] = cv.as_dict()
-        else:
+            if len(candidates) > 1:
+                info["guidance_cv_loss"] = {str(r[1]): r[0] for r in results}
+        else:  # a fixed weight uses the first (strongest) guidance candidate
             weight = float(p.weight)
-        x = fit(weight, p.iterations)
+        x = fit(weight, pixel_w, p.iterations)
         resid = a @ x.ravel().astype(np.float64) - yn
         info.update(weight=weight, weight_absolute=weight * norm2, map_scale=scale, iterations=p.iterations,
                     relative_residual=float(np.linalg.norm(resid) / max(np.linalg.norm(yn), 1e-300)),
                     seconds=time.perf_counter() - t0)
+        if len(candidates) > 1 or label != 1.0:
+            info["min_weight"] = label
         if progress:
             progress(1.0, f"weight {weight:.2e}")
         return SolverResult(x=(x * scale).astype(np.float32), info=info)
@@ -134,18 +154,23 @@ class TV(Solver):
 
 @register_solver
 class GuidedTV(TV):
-    """TV whose per-pixel weight drops on the TXM image's edges (structure-guided TV)."""
+    """TV whose per-pixel weight drops on the TXM image's edges (structure-guided TV).
+
+    How much the TXM is trusted (``min_weight``: the relative TV weight left on its strongest edges) is
+    chosen by the same cross-validation as the weight when ``"auto"``: when the TXM shows edges the
+    element map does not have (other species, binder), CV falls back towards plain TV (``1.0``).
+    """
 
     name = "guided-tv"
     Params = GuidedTVParams
     uses_guide = True
-    description = "TV with per-pixel weights lowered on TXM edges; needs the TXM image."
+    description = "TV with per-pixel weights lowered on TXM edges (strength chosen by CV); needs the TXM image."
 
-    def _pixel_weights(self, guide: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | float:
+    def _guidance_candidates(self, guide: np.ndarray | None) -> list[tuple[float, np.ndarray | float]]:
         if guide is None:
-            from ._errors import SolverError
-
             raise SolverError("method 'guided-tv' needs a TXM image ('txm' in the dataset)")
         p = self.params
-        return txm_edge_weights(guide, edge_threshold=p.edge_threshold, min_weight=p.min_weight,
-                                sigma=p.edge_sigma)
+        strengths = p.auto_min_weights if p.min_weight == "auto" else (float(p.min_weight),)
+        return [(float(m), 1.0 if m >= 1.0 else txm_edge_weights(guide, edge_threshold=p.edge_threshold,
+                                                                  min_weight=float(m), sigma=p.edge_sigma))
+                for m in strengths]
