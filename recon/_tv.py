@@ -36,11 +36,14 @@ class TVParams(SolverParams):
                             "'pdhg': corrct's preconditioned PDHG for a fixed number of iterations")
     iterations: int = Field(2000, ge=10, le=100_000, description="PDHG iterations, or ADMM's iteration cap")
     tolerance: float = Field(1e-4, gt=0, lt=1, description="ADMM relative primal/dual residual tolerance")
+    cv_iterations: int = Field(400, ge=10, le=100_000, description="iteration cap of each (warm-started) "
+                                                                   "cross-validation fit")
+    cv_tolerance: float = Field(3e-4, gt=0, lt=1, description="ADMM tolerance of cross-validation fits")
     cv_folds: int = Field(5, ge=2, le=20, description="folds for the automatic weight")
     cv_rule: Literal["one-se", "min"] = Field(
         "one-se", description="'one-se': largest weight within one standard error of the CV minimum "
                               "(corrects CV's under-regularisation); 'min': the CV minimum")
-    weight_range: tuple[float, float] = Field((1e-7, 1e-2), description="search range of 'auto' (decades, then "
+    weight_range: tuple[float, float] = Field((1e-6, 1e-1), description="search range of 'auto' (decades, then "
                                                                        "half-decades around the best)")
     nonnegative: bool = Field(True, description="constrain the map to be >= 0")
     seed: int = Field(0, description="seed of the fold assignment")
@@ -126,7 +129,7 @@ class TV(Solver):
             span = 0.9 / len(candidates)
             for i, (lab, pw) in enumerate(candidates):
                 def train(w: float, k: int, train_mask: np.ndarray, warm: object, pw: object = pw) -> tuple:
-                    return fit(w * norm2, pw, rows=train_mask, key=k, warm=warm)
+                    return fit(w * norm2, pw, rows=train_mask, key=k, warm=warm, cv=True)
 
                 cv = cross_validate_weight(train, yn, a, p.weight_range, folds=p.cv_folds, seed=p.seed,
                                            rule=p.cv_rule, progress=progress, progress_span=(i * span, (i + 1) * span))
@@ -159,12 +162,13 @@ class _ADMMFitter:
         self.systems: dict[int, TVSystem] = {}
 
     def __call__(self, lam: float, pixel_w: np.ndarray | float, *, rows: np.ndarray | None, key: int,
-                 warm: object) -> tuple[np.ndarray, ADMMState]:
+                 warm: object, cv: bool = False) -> tuple[np.ndarray, ADMMState]:
         if key not in self.systems:
             self.systems[key] = TVSystem(self.a, self.shape, rows)
         y = self.y if rows is None else self.y[rows]
         state = admm_tv(self.systems[key], y, lam, pixel_weights=pixel_w, nonnegative=self.p.nonnegative,
-                        max_iter=self.p.iterations, tol=self.p.tolerance,
+                        max_iter=self.p.cv_iterations if cv else self.p.iterations,
+                        tol=self.p.cv_tolerance if cv else self.p.tolerance,
                         warm=warm if isinstance(warm, ADMMState) else None)
         return (state.z2 if self.p.nonnegative else state.x), state
 
@@ -184,7 +188,7 @@ class _PDHGFitter:
         self.y, self.p = y.astype(np.float32), params
 
     def __call__(self, lam: float, pixel_w: np.ndarray | float, *, rows: np.ndarray | None, key: int,
-                 warm: object) -> tuple[np.ndarray, np.ndarray]:
+                 warm: object, cv: bool = False) -> tuple[np.ndarray, np.ndarray]:
         reg = self.cct.regularizers.Regularizer_TV2D(lam * pixel_w)
         solver = self.cct.solvers.PDHG(regularizer=reg, leave_progress=False)
         mask = None if rows is None else rows.astype(np.float32)

@@ -57,11 +57,13 @@ class TVSystem:
             s2, v = np.linalg.eigh(ahat.T @ ahat)
             keep = s2 > s2.max() * 1e-12
             self.s2, self.v = s2[keep], v[:, keep]
+        self.v = np.ascontiguousarray(self.v, dtype=np.float32)  # the per-iteration products: float32 is 2x faster
+        self.vt = np.ascontiguousarray(self.v.T)
 
     def solve(self, r: np.ndarray, rho: float) -> np.ndarray:
         rhat = (dctn(r.reshape(self.shape), norm="ortho") * self.inv_sqrt_b).ravel()
-        proj = self.v.T @ rhat
-        v = self.v @ (proj / (self.s2 + rho)) + (rhat - self.v @ proj) / rho
+        proj = (self.vt @ rhat.astype(np.float32)).astype(np.float64)
+        v = (self.v @ (proj / (self.s2 + rho) - proj / rho).astype(np.float32)).astype(np.float64) + rhat / rho
         return idctn(v.reshape(self.shape) * self.inv_sqrt_b, norm="ortho")
 
 
