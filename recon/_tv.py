@@ -40,9 +40,10 @@ class TVParams(SolverParams):
                                                                    "cross-validation fit")
     cv_tolerance: float = Field(3e-4, gt=0, lt=1, description="ADMM tolerance of cross-validation fits")
     cv_folds: int = Field(5, ge=2, le=20, description="folds for the automatic weight")
-    cv_rule: Literal["one-se", "min"] = Field(
-        "one-se", description="'one-se': largest weight within one standard error of the CV minimum "
-                              "(corrects CV's under-regularisation); 'min': the CV minimum")
+    cv_rule: Literal["se", "min"] = Field(
+        "se", description="'se': largest weight within cv_se_factor standard errors of the CV minimum "
+                          "(corrects CV's measured under-regularisation); 'min': the CV minimum")
+    cv_se_factor: float = Field(0.5, ge=0, le=3, description="width of the 'se' rule's band, in standard errors")
     weight_range: tuple[float, float] = Field((1e-6, 1e-1), description="search range of 'auto' (decades, then "
                                                                        "half-decades around the best)")
     nonnegative: bool = Field(True, description="constrain the map to be >= 0")
@@ -132,7 +133,7 @@ class TV(Solver):
                     return fit(w * norm2, pw, rows=train_mask, key=k, warm=warm, cv=True)
 
                 cv = cross_validate_weight(train, yn, a, p.weight_range, folds=p.cv_folds, seed=p.seed,
-                                           rule=p.cv_rule, progress=progress, progress_span=(i * span, (i + 1) * span))
+                                           rule=p.cv_rule, se_factor=p.cv_se_factor, progress=progress, progress_span=(i * span, (i + 1) * span))
                 results.append((cv.min_loss, lab, pw, cv))
             _, label, pixel_w, cv = min(results, key=lambda r: r[0])
             weight = cv.weight

@@ -57,13 +57,15 @@ class TVSystem:
             s2, v = np.linalg.eigh(ahat.T @ ahat)
             keep = s2 > s2.max() * 1e-12
             self.s2, self.v = s2[keep], v[:, keep]
-        self.v = np.ascontiguousarray(self.v, dtype=np.float32)  # the per-iteration products: float32 is 2x faster
+        # float64 on purpose: at small rho the x-update subtracts two large, nearly equal terms
+        # (rhat - V V^T rhat) / rho, and float32 there corrupted weak-regularisation solves (measured).
+        self.v = np.ascontiguousarray(self.v)
         self.vt = np.ascontiguousarray(self.v.T)
 
     def solve(self, r: np.ndarray, rho: float) -> np.ndarray:
         rhat = (dctn(r.reshape(self.shape), norm="ortho") * self.inv_sqrt_b).ravel()
-        proj = (self.vt @ rhat.astype(np.float32)).astype(np.float64)
-        v = (self.v @ (proj / (self.s2 + rho) - proj / rho).astype(np.float32)).astype(np.float64) + rhat / rho
+        proj = self.vt @ rhat
+        v = self.v @ (proj / (self.s2 + rho)) + (rhat - self.v @ proj) / rho
         return idctn(v.reshape(self.shape) * self.inv_sqrt_b, norm="ortho")
 
 

@@ -94,7 +94,7 @@ def test_cross_validation_is_reported_and_needs_no_truth() -> None:
     ds.truth_maps = None  # nothing to cheat with
     res = get_solver("tv")(ds.signal("Co"), PatternPhysics(ds.patterns))
     cv = res.info["cross_validation"]
-    assert cv["rule"] == "one-se" and cv["folds"] == 5
-    assert cv["weight"] >= cv["cv_min_weight"]  # the 1-SE rule never regularises less than the minimum
+    assert cv["rule"] == "se" and cv["folds"] == 5
+    assert cv["weight"] >= cv["cv_min_weight"]  # the SE rule never regularises less than the minimum
     assert len(cv["grid"]) == len(cv["cv_loss"]) >= 6
     assert res.info["weight"] == pytest.approx(cv["weight"])
