@@ -1,7 +1,10 @@
 """Truncated-SVD pseudo-inverse, the paper's "direct inversion" baseline.
 
-The cut-off is chosen by generalised cross-validation (GCV), which needs no ground truth and has a
-closed form for truncated SVD, so choosing it costs nothing beyond the SVD itself.
+The cut-off needs no ground truth. Default ``rank="cv"``: K-fold cross-validation over a relative
+singular-value threshold (one SVD per fold; every threshold's held-out prediction comes from cumulative
+sums). ``rank="gcv"``: generalised cross-validation, free given the SVD, but it picked near-full rank on
+half-sampled recorded-like sets with noisy patterns (-1.6 dB at 50 % in the benchmark), as GCV does
+when the noise is not white.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from pydantic import Field
 from ._physics import PatternPhysics
 from ._solver_base import ProgressCallback, Solver, SolverParams, SolverResult, register_solver
 
-__all__ = ["PseudoInverse", "PseudoInverseParams", "gcv_truncation"]
+__all__ = ["PseudoInverse", "PseudoInverseParams", "gcv_truncation", "cv_threshold"]
 
 
 class PseudoInverseParams(SolverParams):
-    rank: int | Literal["auto", "full"] = Field(
-        "auto", description="number of singular values kept; 'auto' picks it by GCV, 'full' keeps all above rcond")
+    rank: int | Literal["cv", "gcv", "full"] = Field(
+        "cv", description="singular values kept: 'cv' (K-fold cross-validated threshold), 'gcv', 'full' "
+                          "(all above rcond) or a number")
+    cv_folds: int = Field(5, ge=2, le=20, description="folds for rank='cv'")
     rcond: float = Field(1e-6, gt=0, lt=1, description="relative singular-value floor for 'full'")
 
 
@@ -36,13 +41,29 @@ def gcv_truncation(s: np.ndarray, uty: np.ndarray, residual0: float, n: int) -> 
     return int(np.argmin(gcv)) + 1, gcv
 
 
+def cv_threshold(a: np.ndarray, y: np.ndarray, *, folds: int, rcond: float, points: int = 80) -> float:
+    """Relative singular-value threshold with the least K-fold held-out prediction error."""
+    from ._weight_selection import kfold_masks
+
+    taus = np.geomspace(rcond, 1.0, points)
+    loss = np.zeros(points)
+    for held in kfold_masks(y.size, folds):
+        u, s, vt = np.linalg.svd(a[~held], full_matrices=False)
+        coef = (u.T @ y[~held]) / s
+        pred = np.cumsum((a[held] @ vt.T) * coef, axis=1)  # (held, rank): prediction with the first k
+        err = ((pred - y[held, None]) ** 2).sum(axis=0)
+        ranks = np.array([np.count_nonzero(s >= t * s[0]) for t in taus])
+        loss += np.where(ranks > 0, err[np.maximum(ranks - 1, 0)], float(y[held] @ y[held]))
+    return float(taus[int(np.argmin(loss))])
+
+
 @register_solver
 class PseudoInverse(Solver):
     """Moore-Penrose pseudo-inverse with a truncated SVD."""
 
     name = "pinv"
     Params = PseudoInverseParams
-    description = "Truncated-SVD pseudo-inverse (cut-off by generalised cross-validation)."
+    description = "Truncated-SVD pseudo-inverse (cut-off by K-fold cross-validation)."
 
     def solve(self, y: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
               progress: ProgressCallback | None) -> SolverResult:
@@ -52,7 +73,10 @@ class PseudoInverse(Solver):
         keep = s > s[0] * self.params.rcond
         u, s, vt = u[:, keep], s[keep], vt[keep]
         uty = u.T @ y
-        if self.params.rank == "auto":
+        if self.params.rank == "cv":
+            tau = cv_threshold(a, y, folds=self.params.cv_folds, rcond=self.params.rcond)
+            k = max(1, int(np.count_nonzero(s >= tau * s[0])))
+        elif self.params.rank == "gcv":
             k, _ = gcv_truncation(s, uty, float(y @ y), y.size)
         elif self.params.rank == "full":
             k = s.size

@@ -40,13 +40,15 @@ def test_pinv_recovers_noiseless_overdetermined_map_exactly() -> None:
     assert res.info["rank"] == 144
 
 
-def test_pinv_gcv_truncates_noisy_underdetermined_problem() -> None:
-    ds = _case(sampling=0.25, photons=1e4)
+@pytest.mark.parametrize("sampling", [0.25, 0.5])
+def test_pinv_cv_truncation_beats_the_full_pseudo_inverse_on_noisy_data(sampling: float) -> None:
+    """GCV (rank='gcv') is kept as an option but fails on exactly these cases (near-full rank)."""
+    ds = _case(sampling=sampling, photons=1e4)
     phys = PatternPhysics(ds.patterns)
     auto = get_solver("pinv")(ds.signal("Ni"), phys)
     full = get_solver("pinv", {"rank": "full"})(ds.signal("Ni"), phys)
     assert auto.info["rank"] < full.info["rank"]
-    assert psnr(auto.x, ds.truth("Ni")) > psnr(full.x, ds.truth("Ni"))
+    assert psnr(auto.x, ds.truth("Ni")) > psnr(full.x, ds.truth("Ni")) + 3
 
 
 def test_tv_weight_has_an_effect_and_tv_beats_pinv() -> None:
