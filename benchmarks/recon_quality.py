@@ -18,7 +18,7 @@ Cases
 Methods (``--methods``; TV parameters not named here are the library's defaults, recorded in the JSON)
     point      raster point scanning with the same number N of measurements and the same dose (below),
                interpolated back to the full grid (cubic by default, ``--point-interp``).
-    pinv       truncated-SVD pseudo-inverse, rank by K-fold CV (``--pinv-rank``; gcv is the alternative).
+    pinv       truncated-SVD pseudo-inverse, rank rule ``--pinv-rank`` (default: the library's, K-fold CV).
     tv         TV + non-negativity, library default solver (converged ADMM) with the weight chosen
                without ground truth by the library's K-fold cross-validation.
     tv-oracle  the same converged TV with the weight chosen WITH the ground truth (best PSNR) on the fixed
@@ -99,6 +99,8 @@ OUT_DIR = Path(__file__).resolve().parent / "out"
 ORACLE_K_RANGE = (-36, -4)  # 1e-9 .. 1e-1
 ORACLE_MAX_FITS = 14
 ORACLE_DEFAULT_START = 1e-5
+#: folds of the pseudo-inverse's rank cross-validation above --cv-max-entries (each fold is one SVD)
+PINV_CAPPED_FOLDS = 2
 
 
 # -- command line ------------------------------------------------------------------------------------
@@ -112,32 +114,44 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Details (dose rule, memory method, cost caps): see the module docstring.")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 48x48, samplings 25 5 %%, battery only, seed 0 (explicit flags still win)")
-    p.add_argument("--size", type=int, default=None, help=f"image size in px (default {DEFAULTS['size']}; --quick: {QUICK['size']})")
+    p.add_argument("--size", type=int, default=None,
+                   help=f"image size in px (default {DEFAULTS['size']}; --quick: {QUICK['size']})")
     p.add_argument("--samplings", type=float, nargs="+", default=None, metavar="PCT",
                    help="sampling ratios N/M in percent (default 100 50 25 5; --quick: 25 5)")
     p.add_argument("--images", nargs="+", default=None, metavar="NAME",
-                   help="'battery' and/or natural image names, e.g. camera coins (default battery camera; --quick: battery)")
-    p.add_argument("--element", default="Ni", help="battery element map that is reconstructed and scored (default: %(default)s)")
+                   help="'battery' and/or natural image names, e.g. camera coins "
+                        "(default battery camera; --quick: battery)")
+    p.add_argument("--element", default="Ni",
+                   help="battery element map that is reconstructed and scored (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="simulation seeds (default 0)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD",
                    help=f"subset of {', '.join(METHODS)} (default: all)")
     p.add_argument("--photons", type=float, default=1e5,
-                   help="expected XRF counts per pattern of the strongest element (sets the noise) (default: %(default)s)")
+                   help="expected XRF counts per pattern of the strongest element, sets the noise "
+                        "(default: %(default)s)")
     p.add_argument("--pattern-model", default="two-diffuser", choices=("two-diffuser", "speckle", "random"),
                    help="illumination pattern model (default: %(default)s)")
-    p.add_argument("--feature-size", type=float, default=2.0, help="pattern feature size (px) (default: %(default)s)")
-    p.add_argument("--pdhg-iterations", type=int, default=2000, help="PDHG iterations of the tv-pdhg row (default: %(default)s)")
-    p.add_argument("--under-iterations", type=int, default=300, help="PDHG iterations of the tv-under row (default: %(default)s)")
+    p.add_argument("--feature-size", type=float, default=2.0,
+                   help="pattern feature size (px) (default: %(default)s)")
+    p.add_argument("--pdhg-iterations", type=int, default=2000,
+                   help="PDHG iterations of the tv-pdhg row (default: %(default)s)")
+    p.add_argument("--under-iterations", type=int, default=300,
+                   help="PDHG iterations of the tv-under row (default: %(default)s)")
     p.add_argument("--cv-folds", type=int, default=None,
-                   help="folds of the auto-weight cross-validation (default: the library's)")
+                   help="folds of every library cross-validation: TV/guided-TV weight, pseudo-inverse rank "
+                        "(default: the library's)")
     p.add_argument("--cv-max-entries", type=float, default=1.1e7,
-                   help="run auto-weight methods only where N*M <= this; others are reported as skipped (default: %(default)s)")
-    p.add_argument("--pinv-rank", default="cv", help="pseudo-inverse rank: cv, gcv, full or an integer (default: %(default)s)")
+                   help="above this N*M the auto-weight TV methods are skipped (reported as such) and the "
+                        "pseudo-inverse's rank CV uses 2 folds (marked †) (default: %(default)s)")
+    p.add_argument("--pinv-rank", default=None,
+                   help="pseudo-inverse rank rule, e.g. cv, gcv, full or an integer (default: the library's)")
     p.add_argument("--point-interp", default="cubic", choices=("cubic", "linear"),
                    help="interpolation of the point scan back to the full grid (default: %(default)s)")
     p.add_argument("--memory", default="auto", choices=("auto", "rss", "tracemalloc"),
-                   help="peak-memory method (auto: rss where /proc/self/clear_refs works, else tracemalloc) (default: %(default)s)")
-    p.add_argument("--out-dir", type=Path, default=OUT_DIR, help="where recon_quality.md/.json are written (default: %(default)s)")
+                   help="peak-memory method (auto: rss where /proc/self/clear_refs works, else tracemalloc) "
+                        "(default: %(default)s)")
+    p.add_argument("--out-dir", type=Path, default=OUT_DIR,
+                   help="where recon_quality.md/.json are written (default: %(default)s)")
     return p
 
 
@@ -148,7 +162,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for key, value in base.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    from nxsci.recon import PHANTOMS  # noqa: PLC0415 (keep `import recon_quality` cheap)
+    from nxsci.recon import PHANTOMS, get_solver  # noqa: PLC0415 (keep `import recon_quality` cheap)
 
     bad = [im for im in args.images if im not in PHANTOMS]
     if bad:
@@ -157,11 +171,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--size must be >= 16")
     if any(not (0 < s <= 100) for s in args.samplings):
         p.error("--samplings are percentages in (0, 100]")
-    if args.pinv_rank not in ("cv", "gcv", "full"):
-        try:
-            args.pinv_rank = int(args.pinv_rank)
-        except ValueError:
-            p.error("--pinv-rank must be cv, gcv, full or an integer")
+    if args.pinv_rank is None:  # record the library's default explicitly
+        args.pinv_rank = get_solver("pinv").params.rank
+    elif args.pinv_rank.lstrip("-").isdigit():
+        args.pinv_rank = int(args.pinv_rank)
+    try:
+        get_solver("pinv", {"rank": args.pinv_rank})
+    except Exception as exc:  # noqa: BLE001 - the library's own message names the valid choices
+        p.error(f"--pinv-rank: {exc}")
     args.samplings = sorted(set(args.samplings), reverse=True)
     args.methods = [m for m in METHODS if m in args.methods]  # canonical order
     return args
@@ -470,7 +487,7 @@ class Runner:
 
         ds = simulate_case(phantom="battery", size=24, sampling=0.25, seed=123)
         y = ds.signal(ds.elements[-1])
-        self.solve("pinv", {"rank": "cv"}, ds, y)
+        self.solve("pinv", {"rank": self.args.pinv_rank}, ds, y)
         self.solve("tv", {"weight": 1e-5}, ds, y)
         self.solve("tv", {"weight": 1e-5, "backend": "pdhg", "iterations": 20}, ds, y)
         self.solve("guided-tv", {"weight": 1e-5}, ds, y)
@@ -531,8 +548,20 @@ class Runner:
             emit("point", "ok", x=x, rec=rec)
 
         def run_pinv() -> None:
-            x, rec = self.solve("pinv", {"rank": a.pinv_rank}, sub, y)
-            emit("pinv", "ok", x=x, rec=rec)
+            from nxsci.recon import get_solver
+
+            params: dict[str, Any] = {"rank": a.pinv_rank}
+            cap = ""
+            has_folds = "cv_folds" in get_solver("pinv").params.model_dump()
+            if has_folds and a.pinv_rank == "cv":
+                folds = a.cv_folds if a.cv_folds is not None else get_solver("pinv").params.cv_folds
+                if n * m > a.cv_max_entries and folds > PINV_CAPPED_FOLDS:
+                    folds = PINV_CAPPED_FOLDS
+                    cap = (f"cost cap: rank by {folds}-fold CV (one SVD per fold) because N*M = {n * m:.2e} > "
+                           f"--cv-max-entries {a.cv_max_entries:.2e}")
+                params["cv_folds"] = folds
+            x, rec = self.solve("pinv", params, sub, y)
+            emit("pinv", "ok", x=x, rec=rec, extra={"capped": cap} if cap else None)
 
         def run_cv(method: str) -> None:
             nonlocal cv_weight
@@ -637,7 +666,7 @@ def _cell(rows: list[dict], keys: tuple[str, str], fmts: tuple[str, str]) -> str
         short = r["reason"].split(":")[0] if r["status"] == "skipped" else r["reason"][:60]
         return f"{r['status']} ({short})"
     parts = [_mean_std([r[k] for r in ok], f) for k, f in zip(keys, fmts)]
-    txt = " / ".join(parts)
+    txt = " / ".join(parts) + (" †" if any(r.get("capped") for r in ok) else "")
     if len(ok) < len(rows):
         txt += f" (only {len(ok)} of {len(rows)} seeds; see detail)"
     return txt
@@ -676,7 +705,8 @@ def render_markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
         body_q, body_c = [], []
         for method in args.methods:
             sel = {p: [r for r in rows_i if r["method"] == method and r["sampling_pct"] == p] for p in pcts}
-            body_q.append([method_label(method, args)] + [_cell(sel[p], ("psnr", "ssim"), (".2f", ".3f")) for p in pcts])
+            body_q.append([method_label(method, args)]
+                          + [_cell(sel[p], ("psnr", "ssim"), (".2f", ".3f")) for p in pcts])
             body_c.append([method_label(method, args)] + [_cell(sel[p], ("seconds", "peak_mb"), (".1f", ".0f"))
                                                           for p in pcts])
         out += [f"## Table A — {image} ({el}), {args.size}x{args.size}: PSNR (dB) / SSIM", "",
@@ -695,7 +725,11 @@ def render_markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
             note = (f"{i['grid'][0]}x{i['grid'][1]} = {i['points']} points, {i['mean_counts_per_point']:.3g} counts/pt "
                     f"(SI: {i['si_mean_counts_per_pattern']:.3g}/pattern)")
         elif r["method"] == "pinv":
-            note = f"rank {r['info'].get('rank')} of {r['info'].get('max_rank')}"
+            prm = r["info"].get("params", {})
+            note = (f"rank {r['info'].get('rank')} of {r['info'].get('max_rank')} (rule {prm.get('rank')}"
+                    + (f", {prm['cv_folds']} folds" if prm.get("rank") == "cv" and "cv_folds" in prm else "") + ")")
+            if r.get("capped"):
+                note += f"; † {r['capped']}"
         elif r["method"] == "tv-oracle":
             note = (f"{r['info'].get('backend')}, {r['info'].get('iterations')} it; search: {r['search_fits']} fits, "
                     f"{r['search_seconds']:.1f} s")
@@ -712,7 +746,8 @@ def render_markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
         det.append([r["image"], f"{r['sampling_pct']:g} %", str(r["n"]), str(r["seed"]), r["method"],
                     f"{r['psnr']:.2f}" if ok else "", f"{r['ssim']:.3f}" if ok else "",
                     f"{r['frc_px']:.2f}" if ok else "", f"{r['seconds']:.2f}" if ok else "",
-                    f"{r['cpu_seconds']:.2f}" if ok else "", f"{r['peak_mb']:.1f}" if ok else "", _fmt_weight(r.get("weight")) if ok else "", note])
+                    f"{r['cpu_seconds']:.2f}" if ok else "", f"{r['peak_mb']:.1f}" if ok else "",
+                    _fmt_weight(r.get("weight")) if ok else "", note])
     out += ["## Detail (every solve)", "", _table(det_hdr, det), ""]
     if report["oracle_searches"]:
         out += ["## Oracle weight searches (grid 10^(k/4); library default TV solver run to its tolerance)", ""]
@@ -730,6 +765,8 @@ def render_markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
             "- TV / guided TV auto weight: the library's defaults (solver, K-fold cross-validation and its rule"
             + ("" if args.cv_folds is None else f"; folds set to {args.cv_folds}") + "), recorded per solve in "
             f"the JSON. Cells marked skipped have N*M > --cv-max-entries {args.cv_max_entries:.2e}.",
+            f"- † cost cap: above --cv-max-entries the pseudo-inverse's rank cross-validation uses "
+            f"{PINV_CAPPED_FOLDS} folds (one SVD each) instead of the library's default.",
             "- TV-oracle: weight by ground truth; time/memory are one cold solve at that weight; the search "
             "cost is listed above. tv-pdhg / tv-under: corrct PDHG at the same weight, fixed iteration counts.",
             "- Lower samplings use the first N patterns of one simulated acquisition (nested subsets).", ""]
