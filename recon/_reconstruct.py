@@ -48,8 +48,7 @@ def _registered_patterns(dataset: Dataset, register: bool | None, progress: bool
     return reg.patterns, info
 
 
-def _metrics(solver: Solver, x: np.ndarray, y: np.ndarray, physics: PatternPhysics, truth: np.ndarray | None,
-             info: dict[str, Any]) -> dict[str, float]:
+def _metrics(x: np.ndarray, y: np.ndarray, physics: PatternPhysics, truth: np.ndarray | None) -> dict[str, float]:
     pred = physics.A(x.astype(np.float32)).astype(np.float64)
     out: dict[str, float] = {"residual": float(np.linalg.norm(pred - y) / max(np.linalg.norm(y), 1e-300))}
     if truth is not None:
@@ -92,7 +91,7 @@ def reconstruct(dataset: Dataset, *, method: str | None = None, elements: Sequen
         timings[f"{element}_s"] = time.perf_counter() - t1
         maps[k] = res.x
         infos[element] = res.info
-        metrics[element] = _metrics(solver, res.x, y, physics, dataset.truth(element), res.info)
+        metrics[element] = _metrics(res.x, y, physics, dataset.truth(element))
     timings["total_s"] = time.perf_counter() - t0
     return ReconResult(maps=maps, elements=chosen, method=method, parameters=solver.params.model_dump(),
                        metrics=metrics, solver_info=infos, timings=timings,
