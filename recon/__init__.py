@@ -27,3 +27,8 @@ from . import _dataset, _errors, _metrics, _pattern_figures, _patterns, _phantom
 __all__ = sorted({*(n for m in (_dataset, _errors, _metrics, _pattern_figures, _patterns, _phantoms, _physics,
                                 _pinv, _reconstruct, _registration, _results, _simulate, _solver_base, _tv, _tv_admm,
                                 _weight_selection) for n in m.__all__), "atomic_h5_write", "check_writable"})
+
+from ._xrf import *  # noqa: F403,E402
+from . import _xrf  # noqa: E402
+
+__all__ = sorted({*__all__, *_xrf.__all__})

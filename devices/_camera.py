@@ -1,0 +1,44 @@
+"""The TXM camera: an areaDetector with its cam, an image plugin (frames over Channel Access) and an
+HDF5 file plugin whose files bluesky references through resource/datum documents (``AD_HDF5``)."""
+
+from __future__ import annotations
+
+import numpy as np
+from ophyd.areadetector import DetectorBase, HDF5Plugin, ImagePlugin, SingleTrigger
+from ophyd.areadetector.base import ADComponent as ADCpt
+from ophyd.areadetector.cam import AreaDetectorCam
+from ophyd.areadetector.filestore_mixins import FileStoreHDF5IterativeWrite
+
+__all__ = ["TXMCamera", "TXMHDF5Plugin"]
+
+
+class TXMHDF5Plugin(FileStoreHDF5IterativeWrite, HDF5Plugin):
+    """HDF5 file plugin, one file per staging (``Stream`` mode), one datum per frame."""
+
+
+class TXMCamera(SingleTrigger, DetectorBase):
+    """TXM camera: ``trigger()`` takes one frame of ``cam.acquire_time`` seconds.
+
+    ``read()`` gives ``<name>_image`` (a datum of the HDF5 file); :meth:`last_frame` reads the frame
+    itself through the image plugin, which is how a live view or a quick check gets it.
+    """
+
+    _default_read_attrs = ("hdf5",)
+    _default_configuration_attrs = ("cam",)
+
+    cam = ADCpt(AreaDetectorCam, "cam1:", kind="config")
+    image = ADCpt(ImagePlugin, "image1:", kind="omitted")
+    hdf5 = ADCpt(TXMHDF5Plugin, "HDF1:", write_path_template="/tmp/nxsci/txm/", kind="normal")
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.stage_sigs.update([("cam.num_images", 1)])
+
+    def last_frame(self) -> np.ndarray:
+        """The latest frame (H, W) as the image plugin holds it (uint16)."""
+        width = int(self.image.array_size.width.get())
+        height = int(self.image.array_size.height.get())
+        if width == 0 or height == 0:
+            raise RuntimeError(f"{self.name}: no frame yet (take one with trigger())")
+        data = np.asarray(self.image.array_data.get(count=width * height))
+        return data[: width * height].reshape(height, width).astype(np.uint16)

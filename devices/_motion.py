@@ -1,0 +1,115 @@
+"""Motorised devices: the two diffuser stages, condenser, pinhole, zone plate and the sample stage.
+
+Every axis is an ``ophyd.EpicsMotor`` (motor record); the record name of each axis comes from the
+configuration (default: the axis name in capitals, so ``prefix + "X"``), see :func:`motor_device_class`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from ophyd import Component as Cpt
+from ophyd import Device, EpicsMotor
+from ophyd.status import AndStatus, StatusBase
+
+__all__ = ["DiffuserStage", "Condenser", "Pinhole", "ZonePlate", "SampleStage", "with_components"]
+
+
+class DiffuserStage(Device):
+    """A sandpaper diffuser on an x/y stage (mm): moving it changes the speckle pattern."""
+
+    x = Cpt(EpicsMotor, "X", kind="hinted")
+    y = Cpt(EpicsMotor, "Y", kind="hinted")
+
+
+class Condenser(Device):
+    """Capillary condenser: x/y (mm) and pitch/yaw (mrad) steer the beam envelope and the flux."""
+
+    x = Cpt(EpicsMotor, "X")
+    y = Cpt(EpicsMotor, "Y")
+    pitch = Cpt(EpicsMotor, "PITCH")
+    yaw = Cpt(EpicsMotor, "YAW")
+
+
+class Pinhole(Device):
+    """Pinhole (order-sorting aperture) x/y (mm): misaligned, it cuts the flux."""
+
+    x = Cpt(EpicsMotor, "X")
+    y = Cpt(EpicsMotor, "Y")
+
+
+class ZonePlate(Device):
+    """Zone-plate objective x/y/z (mm): x/y shift the camera image, z focuses it."""
+
+    x = Cpt(EpicsMotor, "X")
+    y = Cpt(EpicsMotor, "Y")
+    z = Cpt(EpicsMotor, "Z")
+
+
+class SampleStage(Device):
+    """Sample x/y/z (mm) with named positions (``in``, ``out``, ...) from the configuration.
+
+    ``set("in")`` (so ``bps.mv(sample_stage, "out")``) moves every axis the position names; a number
+    is refused, since a bare number does not say which axis. The stage does not return exactly: the
+    sample lands with a small error each time, which is why patterns are registered.
+    """
+
+    x = Cpt(EpicsMotor, "X", kind="hinted")
+    y = Cpt(EpicsMotor, "Y", kind="hinted")
+    z = Cpt(EpicsMotor, "Z")
+
+    def __init__(self, *args: object, positions: Mapping[str, Mapping[str, float]] | None = None,
+                 **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.named_positions: dict[str, dict[str, float]] = {k: dict(v) for k, v in (positions or {}).items()}
+
+    def set(self, value: str) -> StatusBase:  # type: ignore[override]
+        """Move to a named position; the status completes when every axis is there."""
+        if not isinstance(value, str) or value not in self.named_positions:
+            raise ValueError(f"{self.name}: unknown position {value!r}; named positions are "
+                             f"{', '.join(self.named_positions) or 'none'}")
+        status: StatusBase | None = None
+        for axis, target in self.named_positions[value].items():
+            st = getattr(self, axis).set(target)
+            status = st if status is None else AndStatus(status, st)
+        if status is None:
+            status = StatusBase()
+            status.set_finished()
+        return status
+
+    def move_to(self, name: str, *, wait: bool = True, timeout: float | None = 60.0) -> StatusBase:
+        status = self.set(name)
+        if wait:
+            status.wait(timeout)
+        return status
+
+    def where(self, tolerance: float = 1e-4) -> str | None:
+        """The named position the readbacks are at (within ``tolerance`` mm), or None."""
+        for name, axes in self.named_positions.items():
+            if all(math.isclose(getattr(self, a).position, v, abs_tol=tolerance) for a, v in axes.items()):
+                return name
+        return None
+
+
+def with_components(cls: type[Device], suffixes: Mapping[str, str],
+                    kwargs: Mapping[str, Mapping[str, object]] | None = None) -> type[Device]:
+    """``cls`` with some components' PV suffixes (and constructor kwargs) replaced: the configuration
+    names the PVs, while component names, and so ``read()``/``describe()`` keys, stay the class's."""
+    kwargs = kwargs or {}
+    names = set(suffixes) | set(kwargs)
+    if not names:
+        return cls
+    unknown = names - set(cls.component_names)
+    if unknown:
+        from ._config import BeamlineConfigError
+
+        raise BeamlineConfigError(f"{cls.__name__} has no component(s) {', '.join(sorted(unknown))} "
+                                  f"(components: {', '.join(cls.component_names)})")
+    overrides = {}
+    for attr in names:
+        cpt = getattr(cls, attr)
+        new_kwargs = {**cpt.kwargs, **kwargs.get(attr, {})}
+        overrides[attr] = type(cpt)(cpt.cls, suffixes.get(attr, cpt.suffix), kind=cpt.kind, lazy=cpt.lazy,
+                              trigger_value=cpt.trigger_value, add_prefix=cpt.add_prefix, doc=cpt.doc, **new_kwargs)
+    return type(cls.__name__, (cls,), overrides)
