@@ -61,11 +61,15 @@ def make_beamline(mode: Literal["sim", "epics"] = "sim", config: BeamlineConfig 
     cfg = _config(config)
     classes = device_classes(cfg)
     if mode == "epics":
-        devices = {name: cls(prefix, name=name, **kwargs) for name, (cls, prefix, kwargs) in classes.items()}
-        if connect:
-            for device in devices.values():
-                device.wait_for_connection(timeout=timeout)
-        return Beamline(mode="epics", config=cfg, devices=devices)
+        devices: dict[str, Device] = {}
+        # one device at a time: areaDetector's lazy signals allow 1 s to connect each, which hundreds of
+        # motor PVs connecting at once can exceed on a busy machine
+        for name in sorted(classes, key=lambda n: n != "camera"):
+            cls, prefix, kwargs = classes[name]
+            devices[name] = cls(prefix, name=name, **kwargs)
+            if connect:
+                devices[name].wait_for_connection(timeout=timeout)
+        return Beamline(mode="epics", config=cfg, devices={n: devices[n] for n in classes})
     if mode != "sim":
         raise ValueError(f"mode must be 'sim' or 'epics', got {mode!r}")
     from .sim import InstrumentModel

@@ -1,4 +1,4 @@
-"""``nxsci`` command line: simulate, analyse patterns, reconstruct, demo.
+"""``nxsci`` command line: simulate, analyse patterns, reconstruct, demo, simulated beamline IOC.
 
 User errors (bad files, unknown elements, invalid parameters) print one line naming the problem and
 exit with status 2; heavy libraries are imported inside the commands so ``nxsci --help`` is instant.
@@ -110,6 +110,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim_ioc(args: argparse.Namespace) -> int:
+    import os
+
+    # loopback only: serve on 127.0.0.1, send beacons nowhere else
+    os.environ["EPICS_CAS_INTF_ADDR_LIST"] = "127.0.0.1"
+    os.environ["EPICS_CAS_AUTO_BEACON_ADDR_LIST"] = "NO"
+    os.environ["EPICS_CAS_BEACON_ADDR_LIST"] = "127.0.0.1"
+    if "EPICS_CA_REPEATER_PORT" in os.environ:
+        os.environ.setdefault("EPICS_CAS_BEACON_PORT", os.environ["EPICS_CA_REPEATER_PORT"])
+    if "EPICS_CA_SERVER_PORT" in os.environ:
+        os.environ.setdefault("EPICS_CAS_SERVER_PORT", os.environ["EPICS_CA_SERVER_PORT"])
+    from nxsci.devices import load_config
+    from nxsci.devices.sim import serve
+
+    config = load_config(args.config)
+    serve(config, ready=lambda line: print(line, flush=True))
+    print("nxsci sim-ioc stopped", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nxsci", description="X-ray structured-illumination chemical imaging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="list reconstruction methods and their parameter schemas")
     p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("sim-ioc", help="serve the simulated beamline's PVs over Channel Access on 127.0.0.1")
+    p.add_argument("--config", default=None, help="beamline configuration YAML (default: the shipped sim.yaml)")
+    p.set_defaults(func=cmd_sim_ioc)
 
     p = sub.add_parser("demo", help="simulate, reconstruct and write a report (reconstruction-only demo)")
     p.add_argument("-o", "--output", default="nxsci-demo")

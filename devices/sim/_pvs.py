@@ -228,14 +228,20 @@ _AD_FLOATS = re.compile(r"(AcquireTime|AcquirePeriod|Gain|Temperature|Temperatur
                         r"MinCallbackTime|PoolMaxMem|PoolUsedMem|BoundaryThreshold)(_RBV)?$")
 
 
+#: text PVs that are char waveforms on a real IOC (paths, file names, messages); other text is DBR_STRING
+_LONG_TEXT = re.compile(r"(File|Path|Template|Message|Attributes|FromServer|ToServer)")
+
+
 def generic_spec(pv: SignalPVs, *, areadetector: bool) -> list[PVSpec]:
     """Specs for a PV that only has to exist: text if the component reads text, else a number
     (areaDetector PVs are mostly integers; dxp/mca parameters mostly floats)."""
     names = [pv.read_pv] + ([pv.write_pv] if pv.write_pv and pv.write_pv != pv.read_pv else [])
     out = []
     for name in names:
-        if pv.string:
+        if pv.string and _LONG_TEXT.search(name):
             out.append(PVSpec(name, "char", "", length=256))
+        elif pv.string:
+            out.append(PVSpec(name, "string", ""))
         elif areadetector and not _AD_FLOATS.search(name):
             out.append(PVSpec(name, "int", 0))
         else:

@@ -1,0 +1,228 @@
+"""Beamline configuration, device classes, and the simulated (no-EPICS) beamline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from nxsci.devices import (SIM_CONFIG_PATH, BeamlineConfigError, DEVICE_NAMES, SampleStage, load_config,
+                           make_beamline)
+from nxsci.devices.sim._pvs import walk_device_pvs
+from nxsci.devices.sim._records import device_classes
+
+
+def _write(tmp_path: Path, data: object, name: str = "bl.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def _sim_config(tmp_path: Path, **simulation: object) -> object:
+    return load_config(overrides={"devices": {"camera": {"write_path": str(tmp_path / "txm") + "/"}},
+                                  "simulation": {"timing": {"move_time_s": 0.05, "acquire_time_scale": 1.0},
+                                                 "image_size": 32, **simulation}})
+
+
+# -- configuration --------------------------------------------------------------------------------------
+
+
+def test_shipped_config_validates_and_names_every_device() -> None:
+    cfg = load_config(SIM_CONFIG_PATH)
+    assert set(type(cfg.devices).model_fields) == set(DEVICE_NAMES)
+    assert cfg.devices.sample_stage.positions["out"]["x"] == 1.0
+    assert cfg.simulation.image_size == 64
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda d: d["devices"]["camera"].update(prefx="X:"), r"devices\.camera\.prefx: unknown key"),
+    (lambda d: d["devices"].pop("vortex"), r"devices\.vortex: missing required field"),
+    (lambda d: d["simulation"].update(image_size="big"), r"simulation\.image_size: .*integer.*'big'"),
+    (lambda d: d["devices"]["shutter"].update(prefix="BAD PV"), r"devices\.shutter\.prefix: .*valid EPICS PV"),
+    (lambda d: d["devices"]["sample_stage"].update(positions={"in": {"x": 0}}), r"must include 'in' and 'out'"),
+    (lambda d: d.update(extra=1), r"extra: unknown key"),
+])
+def test_bad_config_files_are_rejected_with_one_clear_line(tmp_path: Path, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+    data = yaml.safe_load(SIM_CONFIG_PATH.read_text())
+    mutate(data)
+    with pytest.raises(BeamlineConfigError, match=message) as info:
+        load_config(_write(tmp_path, data))
+    assert "\n" not in str(info.value) and str(tmp_path) in str(info.value)
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(BeamlineConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(BeamlineConfigError, match=r"not valid YAML at line \d"):
+        load_config(_write(tmp_path, "devices:\n  camera: [unclosed\n"))
+    with pytest.raises(BeamlineConfigError, match="must be a mapping"):
+        load_config(_write(tmp_path, "- a\n- b\n"))
+
+
+def test_cli_reports_a_bad_config_in_one_line_with_status_2(tmp_path: Path) -> None:
+    bad = _write(tmp_path, {"devices": {}})
+    out = subprocess.run([sys.executable, "-m", "nxsci.cli", "sim-ioc", "--config", str(bad)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0
+    assert "missing required field" in out.stderr and "devices.diffuser1" in out.stderr
+
+
+def test_pv_prefixes_come_from_the_config(tmp_path: Path) -> None:
+    data = yaml.safe_load(SIM_CONFIG_PATH.read_text())
+    data["devices"]["diffuser1"] = {"prefix": "BL62:", "motors": {"x": "m7", "y": "m8"}}
+    cfg = load_config(_write(tmp_path, data))
+    cls, prefix, _ = device_classes(cfg)["diffuser1"]
+    pvs = {pv.read_pv for pv in walk_device_pvs(cls, prefix)}
+    assert "BL62:m7.RBV" in pvs and "BL62:m8.VAL" in pvs
+    data["devices"]["diffuser2"] = {"prefix": "BL62:", "motors": {"x": "m7"}}
+    with pytest.raises(BeamlineConfigError, match="belongs to both"):
+        make_beamline("sim", load_config(_write(tmp_path, data)))
+    data["devices"]["diffuser2"] = {"prefix": "BL62:", "motors": {"w": "m9"}}
+    with pytest.raises(BeamlineConfigError, match="no component"):
+        make_beamline("sim", load_config(_write(tmp_path, data)))
+
+
+# -- the simulated beamline ---------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def beamline(tmp_path: Path):  # type: ignore[no-untyped-def]
+    bl = make_beamline("sim", _sim_config(tmp_path))
+    yield bl
+    bl.close()
+
+
+def test_every_device_reads_and_describes_with_matching_keys(beamline) -> None:  # type: ignore[no-untyped-def]
+    for name in DEVICE_NAMES:
+        device = beamline.devices[name]
+        reading, description = device.read(), device.describe()
+        assert set(reading) == set(description), name
+        config, config_desc = device.read_configuration(), device.describe_configuration()
+        assert set(config) == set(config_desc), name
+        for key, desc in description.items():
+            assert desc["source"].startswith("PV:"), key
+    assert {"diffuser1_x", "diffuser1_y"} <= set(beamline.diffuser1.read())
+    vortex = beamline.vortex.describe()
+    assert vortex["vortex_mca_spectrum"]["shape"] == [2048]
+    assert {"vortex_elapsed_real", "vortex_elapsed_live", "vortex_dead_time", "vortex_mca_rois_roi0_count",
+            "vortex_dxp_input_count_rate"} <= set(vortex)
+    assert beamline.vortex.read_configuration()["vortex_mca_calibration_slope"]["value"] == pytest.approx(0.01)
+    assert set(beamline.shutter.read()) == {"shutter_status"}
+
+
+def test_motors_take_their_time_and_return_the_same_pattern(beamline) -> None:  # type: ignore[no-untyped-def]
+    motor = beamline.diffuser1.x
+    start = time.monotonic()
+    motor.set(0.25).wait(5)
+    assert time.monotonic() - start >= 0.045  # configured move time 0.05 s
+    assert motor.user_readback.get() == pytest.approx(0.25) and beamline.model.position("diffuser1.x") == 0.25
+    first = beamline.model.illumination().copy()
+    motor.set(1.0).wait(5)
+    assert not np.array_equal(beamline.model.illumination(), first)
+    motor.set(0.25).wait(5)
+    assert np.array_equal(beamline.model.illumination(), first)
+    with pytest.raises(Exception, match="limits"):
+        motor.set(1e6)
+
+
+def test_sample_stage_named_positions(beamline) -> None:  # type: ignore[no-untyped-def]
+    stage: SampleStage = beamline.sample_stage
+    stage.set("out").wait(5)
+    assert stage.where() == "out"
+    assert abs(beamline.model.sample_shift_px()[1]) > 1000
+    stage.set("in").wait(5)
+    assert stage.where() == "in"
+    assert max(abs(s) for s in beamline.model.sample_shift_px()) < 5  # repeatability error only
+    with pytest.raises(ValueError, match="unknown position"):
+        stage.set("parked")
+
+
+def _frame(bl) -> np.ndarray:  # type: ignore[no-untyped-def]
+    bl.camera.trigger().wait(10)
+    return bl.camera.last_frame().astype(np.float64)
+
+
+def test_camera_sees_pattern_or_sample_and_writes_hdf5(beamline, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bl = beamline
+    bl.camera.cam.acquire_time.set(0.05).wait(5)
+    bl.camera.stage()
+    try:
+        bl.sample_stage.set("out").wait(5)
+        out = _frame(bl)
+        read_out = bl.camera.read()
+        bl.sample_stage.set("in").wait(5)
+        inside = _frame(bl)
+        read_in = bl.camera.read()
+        docs = list(bl.camera.collect_asset_docs())
+    finally:
+        bl.camera.unstage()
+    offset = bl.model.params.camera.offset
+    light = bl.model.illumination() * bl.model.params.camera.photons_per_s * 0.05
+    assert np.corrcoef((out - offset).ravel(), light.ravel())[0, 1] > 0.95  # sample out: the pattern
+    expected_in = light * np.exp(-bl.model.sample_density())
+    assert np.corrcoef((inside - offset).ravel(), expected_in.ravel())[0, 1] > 0.95
+    assert inside.mean() < out.mean()
+    resource = next(doc for kind, doc in docs if kind == "resource")
+    assert resource["spec"] == "AD_HDF5" and resource["resource_kwargs"] == {"frame_per_point": 1}
+    datums = [doc for kind, doc in docs if kind == "datum"]
+    assert [d["datum_kwargs"]["point_number"] for d in datums] == [0, 1]
+    assert read_out["camera_image"]["value"] == datums[0]["datum_id"]
+    assert read_in["camera_image"]["value"] == datums[1]["datum_id"]
+    path = Path(resource["root"]) / resource["resource_path"]
+    with h5py.File(path, "r") as f:
+        frames = f["entry/data/data"][()]
+    assert frames.dtype == np.uint16 and frames.shape == (2, 32, 32)
+    assert np.array_equal(frames[1], inside.astype(np.uint16))
+    assert bl.camera.describe()["camera_image"]["shape"] == (1, 32, 32)
+
+
+def test_vortex_trigger_gives_the_spectrum_of_the_current_light(beamline) -> None:  # type: ignore[no-untyped-def]
+    bl = beamline
+    bl.vortex.count_time.put(0.2)
+    bl.vortex.stage()
+    try:
+        start = time.monotonic()
+        bl.vortex.trigger().wait(10)
+        assert time.monotonic() - start >= 0.19  # preset real time, acquire_time_scale 1
+        reading = bl.vortex.read()
+    finally:
+        bl.vortex.unstage()
+    truth = bl.model.acquisitions[-1]
+    assert truth["kind"] == "vortex"
+    spectrum = reading["vortex_mca_spectrum"]["value"]
+    assert spectrum.shape == (2048,) and spectrum.sum() > 1000
+    assert reading["vortex_elapsed_real"]["value"] == pytest.approx(0.2)
+    live = reading["vortex_elapsed_live"]["value"]
+    assert live == pytest.approx(truth["live_time"]) and live < 0.2
+    assert reading["vortex_dead_time"]["value"] == pytest.approx(100 * (1 - live / 0.2))
+    assert bl.vortex.mca.rois.roi2.label.get() == "Ni Ka"
+    assert reading["vortex_mca_rois_roi2_count"]["value"] > 0
+    bl.shutter.set("close").wait(5)
+    assert bl.shutter.read()["shutter_status"]["value"] == "Closed"
+    bl.vortex.trigger().wait(10)
+    assert bl.vortex.mca.spectrum.get().sum() == 0  # no beam, no counts
+    bl.shutter.open()
+    assert bl.shutter.is_open
+
+
+def test_zero_move_time_for_benchmarks(tmp_path: Path) -> None:
+    cfg = load_config(overrides={"simulation": {"image_size": 32, "timing": {"move_time_s": 0,
+                                                                             "acquire_time_scale": 0}}})
+    bl = make_beamline("sim", cfg)
+    try:
+        start = time.monotonic()
+        for i in range(20):
+            bl.diffuser2.y.set(0.01 * i).wait(5)
+        bl.vortex.preset_real_time.put(100.0)
+        bl.vortex.trigger().wait(5)
+        assert time.monotonic() - start < 5.0
+        assert bl.vortex.elapsed_real.get() == pytest.approx(100.0)
+    finally:
+        bl.close()
