@@ -121,6 +121,8 @@ def cmd_sim_ioc(args: argparse.Namespace) -> int:
         os.environ.setdefault("EPICS_CAS_BEACON_PORT", os.environ["EPICS_CA_REPEATER_PORT"])
     if "EPICS_CA_SERVER_PORT" in os.environ:
         os.environ.setdefault("EPICS_CAS_SERVER_PORT", os.environ["EPICS_CA_SERVER_PORT"])
+    # the IOC only walks ophyd classes; without a client control layer it opens no CA client socket
+    os.environ["OPHYD_CONTROL_LAYER"] = "dummy"
     from nxsci.devices import load_config
     from nxsci.devices.sim import serve
 
