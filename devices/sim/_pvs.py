@@ -138,7 +138,7 @@ class PutProcessor:
 
     def __init__(self, db: PVDatabase, io: PVIO) -> None:
         self.db, self.io = db, io
-        self._queues: dict[str, queue.Queue[tuple[Any, Callable[[], None]]]] = {}
+        self._queues: dict[str, queue.Queue[tuple[Any, Callable[[], None]] | None]] = {}
         self._lock = threading.Lock()
 
     def submit(self, name: str, value: Any, done: Callable[[], None]) -> None:
@@ -161,10 +161,19 @@ class PutProcessor:
                                      name=f"nxsci-record-{name}").start()
             q.put((value, done))
 
-    def _worker(self, name: str, q: queue.Queue[tuple[Any, Callable[[], None]]]) -> None:
+    def _worker(self, name: str, q: queue.Queue[tuple[Any, Callable[[], None]] | None]) -> None:
         while True:
-            value, done = q.get()
-            self._run(name, value, done, True)
+            item = q.get()
+            if item is None:
+                return
+            self._run(name, item[0], item[1], True)
+
+    def close(self) -> None:
+        """End the record worker threads (after the puts already queued)."""
+        with self._lock:
+            for q in self._queues.values():
+                q.put(None)
+            self._queues.clear()
 
     def _run(self, name: str, value: Any, done: Callable[[], None], echo: bool) -> None:
         spec = self.db.specs[name]

@@ -121,6 +121,8 @@ class PVStore:
                 logger.exception("simulated PV callback %r failed", fn)
 
     def close(self) -> None:
+        """Stop the record workers and the dispatcher thread."""
+        self._processor.close()
         self._events.put(None)
 
     def flush(self, timeout: float = 5.0) -> None:
