@@ -100,6 +100,9 @@ def with_components(cls: type[Device], suffixes: Mapping[str, str],
     names = set(suffixes) | set(kwargs)
     if not names:
         return cls
+    key = (cls, tuple(sorted(suffixes.items())), repr(sorted((k, sorted(v.items())) for k, v in kwargs.items())))
+    if key in _CONFIGURED:
+        return _CONFIGURED[key]
     unknown = names - set(cls.component_names)
     if unknown:
         from ._config import BeamlineConfigError
@@ -112,4 +115,8 @@ def with_components(cls: type[Device], suffixes: Mapping[str, str],
         new_kwargs = {**cpt.kwargs, **kwargs.get(attr, {})}
         overrides[attr] = type(cpt)(cpt.cls, suffixes.get(attr, cpt.suffix), kind=cpt.kind, lazy=cpt.lazy,
                               trigger_value=cpt.trigger_value, add_prefix=cpt.add_prefix, doc=cpt.doc, **new_kwargs)
-    return type(cls.__name__, (cls,), overrides)
+    _CONFIGURED[key] = type(cls.__name__, (cls,), overrides)
+    return _CONFIGURED[key]
+
+
+_CONFIGURED: dict[tuple[object, ...], type[Device]] = {}

@@ -226,3 +226,26 @@ def test_zero_move_time_for_benchmarks(tmp_path: Path) -> None:
         assert bl.vortex.elapsed_real.get() == pytest.approx(100.0)
     finally:
         bl.close()
+
+
+def test_continuous_camera_and_live_time_preset(beamline) -> None:  # type: ignore[no-untyped-def]
+    from ophyd.status import SubscriptionStatus
+
+    cam = beamline.camera.cam
+    cam.acquire_time.set(0.01).wait(5)
+    cam.image_mode.set("Continuous").wait(5)
+    start = cam.array_counter.get()
+    three = SubscriptionStatus(cam.array_counter, lambda value, **_: value >= start + 3)
+    cam.acquire.put(1)
+    three.wait(10)
+    stopped = SubscriptionStatus(cam.acquire, lambda old_value, value, **_: value == 0, run=True)
+    cam.acquire.put(0)
+    stopped.wait(10)
+    assert cam.detector_state.get(as_string=True) == "Idle"
+    vortex = beamline.vortex
+    vortex.preset_mode.set("Live time").wait(5)
+    vortex.preset_live_time.set(0.1).wait(5)
+    vortex.trigger().wait(10)
+    assert vortex.elapsed_live.get() == pytest.approx(0.1)
+    assert vortex.elapsed_real.get() > 0.1
+    assert vortex.mca.preset_live_time.get() == pytest.approx(0.1)  # mirrored into the mca record

@@ -10,6 +10,7 @@ and a shutter. The caproto IOC and the in-process simulated devices run exactly 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nxsci.recon import k_lines
+from nxsci.recon import detector_fwhm_keV, k_lines
 
 from ._instrument import InstrumentModel
 from ._pvs import PVIO, PVDatabase, PVSpec, generic_spec, walk_device_pvs
@@ -94,6 +95,7 @@ class BeamlineRecords:
         self._h5_index = 0
         self._stop_vortex = threading.Event()
         self._stop_camera = threading.Event()
+        self._camera_busy = threading.Event()
         owner: dict[str, str] = {}
         for device, (cls, prefix, _) in device_classes(config).items():
             areadetector = device == "camera"
@@ -170,6 +172,7 @@ class BeamlineRecords:
         self._cam, self._image, self._hdf5 = cam, image, h5
         a = self._add
         a(cam + "Acquire", "enum", 0, enum_strs=("Done", "Acquire"), rbv=True)
+        self.db.specs[cam + "Acquire"].echo = None  # Acquire_RBV follows the acquisition, not the put
         a(cam + "AcquireTime", "float", 0.5, units="s", rbv=True)
         a(cam + "AcquirePeriod", "float", 0.5, units="s", rbv=True)
         a(cam + "ImageMode", "enum", 0, enum_strs=("Single", "Multiple", "Continuous"), rbv=True)
@@ -223,16 +226,20 @@ class BeamlineRecords:
         self.db.handle(h5 + "Capture", self._capture)
 
     def _acquire(self, value: Any) -> int | None:
-        io = self.io
+        io, cam = self.io, self._cam
         if int(value) == 0:
             self._stop_camera.set()
+            if not self._camera_busy.is_set():
+                io.post(cam + "Acquire_RBV", 0)
             return None
+        if self._camera_busy.is_set():  # already acquiring: like areaDetector, a second start is a no-op
+            return None
+        self._camera_busy.set()
         self._stop_camera.clear()
-        cam = self._cam
         io.post(cam + "Acquire_RBV", 1)
         io.post(cam + "DetectorState_RBV", 1)
-        mode = io.get(cam + "ImageMode")
-        count = 1 if mode == 0 else max(1, int(io.get(cam + "NumImages")))
+        mode = int(io.get(cam + "ImageMode"))  # Single, Multiple, Continuous (until Acquire = 0)
+        count = 1 if mode == 0 else max(1, int(io.get(cam + "NumImages"))) if mode == 1 else sys.maxsize
         done = 0
         while done < count and not self._stop_camera.is_set():
             exposure = float(io.get(cam + "AcquireTime"))
@@ -243,6 +250,7 @@ class BeamlineRecords:
             done += 1
             io.post(cam + "NumImagesCounter_RBV", done)
         io.post(cam + "DetectorState_RBV", 0)
+        self._camera_busy.clear()
         io.post(cam + "Acquire_RBV", 0)
         return 0
 
@@ -399,8 +407,6 @@ class BeamlineRecords:
         for element in self.model.elements:
             lines = [ln for ln in k_lines(element, self.model.params.energy_keV) if ln.name.startswith("KL")]
             energy = sum(ln.energy_keV * ln.rate for ln in lines) / sum(ln.rate for ln in lines)
-            from nxsci.recon import detector_fwhm_keV
-
             half = 2.0 * float(detector_fwhm_keV(energy, cal.noise_keV, cal.fano)) / 2.3548
             out.append((f"{element} Ka", int(round(cal.channel(energy - half))), int(round(cal.channel(energy + half)))))
         return out
@@ -414,7 +420,7 @@ class BeamlineRecords:
         io.post(sysp + "StopAll", 0)
         io.post(sysp + "Acquiring", 1)
         io.post(mca + ".ACQG", 1)
-        live_mode = int(io.get(sysp + "PresetMode")) == 2
+        live_mode = int(io.get(sysp + "PresetMode")) == 2  # other modes count for the preset real time
         preset = float(io.get(sysp + ("PresetLive" if live_mode else "PresetReal")))
         reading = (self.model.vortex_acquire(live_time=preset) if live_mode
                    else self.model.vortex_acquire(real_time=preset))
