@@ -50,9 +50,9 @@ class VortexDXP(EpicsDXP):
 
     def __init__(self, *args: object, read_attrs: list[str] | None = None,
                  configuration_attrs: list[str] | None = None, **kwargs: object) -> None:
-        super().__init__(*args, read_attrs=read_attrs or ["input_count_rate", "output_count_rate"],  # type: ignore[arg-type]
-                         configuration_attrs=configuration_attrs or ["peaking_time", "energy_threshold",
-                                                                     "max_energy", "mca_bin_width"], **kwargs)
+        reads = read_attrs or ["input_count_rate", "output_count_rate"]
+        configs = configuration_attrs or ["peaking_time", "energy_threshold", "max_energy", "mca_bin_width"]
+        super().__init__(*args, read_attrs=reads, configuration_attrs=configs, **kwargs)  # type: ignore[arg-type]
 
 
 class VortexDetector(SoftDXPTrigger, Device):

@@ -14,6 +14,7 @@ import functools
 import math
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ def _elements_module():  # type: ignore[no-untyped-def]
     return Elements
 
 
-def _element_data(element: str) -> dict:  # type: ignore[type-arg]
+def _element_data(element: str) -> dict[str, Any]:
     table = _elements_module().Element
     if element not in table:
         raise UnknownElementError(f"unknown element '{element}' (not in PyMca's element table)")
@@ -196,7 +197,7 @@ class XrfFit:
 
 
 def _pymca_config(calib: SpectrumCalibration, elements: Sequence[str], excitation_keV: float,
-                  window_keV: tuple[float, float], background: str) -> dict:  # type: ignore[type-arg]
+                  window_keV: tuple[float, float], background: str) -> dict[str, Any]:
     from PyMca5.PyMcaDataDir import PYMCA_DATA_DIR
     from PyMca5.PyMcaIO import ConfigDict
 
@@ -220,7 +221,7 @@ def _pymca_config(calib: SpectrumCalibration, elements: Sequence[str], excitatio
     return cfg
 
 
-def _calibrate_width(cfg: dict, channels: np.ndarray, spectrum: np.ndarray) -> tuple[float, float]:  # type: ignore[type-arg]
+def _calibrate_width(cfg: dict[str, Any], channels: np.ndarray, spectrum: np.ndarray) -> tuple[float, float]:
     """Noise and Fano from one non-linear fit of a (sum) spectrum: the fast linear fit keeps them fixed."""
     from PyMca5.PyMcaPhysics.xrf import ClassMcaTheory
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 import pytest
 import yaml
 
-from nxsci.devices import (SIM_CONFIG_PATH, BeamlineConfigError, DEVICE_NAMES, SampleStage, load_config,
-                           make_beamline)
+from nxsci.devices import (DEVICE_NAMES, SIM_CONFIG_PATH, Beamline, BeamlineConfig, BeamlineConfigError,
+                           SampleStage, load_config, make_beamline)
 from nxsci.devices.sim._pvs import walk_device_pvs
 from nxsci.devices.sim._records import device_classes
 
@@ -24,7 +26,7 @@ def _write(tmp_path: Path, data: object, name: str = "bl.yaml") -> Path:
     return path
 
 
-def _sim_config(tmp_path: Path, **simulation: object) -> object:
+def _sim_config(tmp_path: Path, **simulation: object) -> BeamlineConfig:
     return load_config(overrides={"devices": {"camera": {"write_path": str(tmp_path / "txm") + "/"}},
                                   "simulation": {"timing": {"move_time_s": 0.05, "acquire_time_scale": 1.0},
                                                  "image_size": 32, **simulation}})
@@ -48,7 +50,7 @@ def test_shipped_config_validates_and_names_every_device() -> None:
     (lambda d: d["devices"]["sample_stage"].update(positions={"in": {"x": 0}}), r"must include 'in' and 'out'"),
     (lambda d: d.update(extra=1), r"extra: unknown key"),
 ])
-def test_bad_config_files_are_rejected_with_one_clear_line(tmp_path: Path, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_config_files_are_rejected_with_one_clear_line(tmp_path: Path, mutate: Any, message: str) -> None:
     data = yaml.safe_load(SIM_CONFIG_PATH.read_text())
     mutate(data)
     with pytest.raises(BeamlineConfigError, match=message) as info:
@@ -93,13 +95,13 @@ def test_pv_prefixes_come_from_the_config(tmp_path: Path) -> None:
 
 
 @pytest.fixture()
-def beamline(tmp_path: Path):  # type: ignore[no-untyped-def]
+def beamline(tmp_path: Path) -> Iterator[Beamline]:
     bl = make_beamline("sim", _sim_config(tmp_path))
     yield bl
     bl.close()
 
 
-def test_every_device_reads_and_describes_with_matching_keys(beamline) -> None:  # type: ignore[no-untyped-def]
+def test_every_device_reads_and_describes_with_matching_keys(beamline: Beamline) -> None:
     for name in DEVICE_NAMES:
         device = beamline.devices[name]
         reading, description = device.read(), device.describe()
@@ -117,7 +119,7 @@ def test_every_device_reads_and_describes_with_matching_keys(beamline) -> None: 
     assert set(beamline.shutter.read()) == {"shutter_status"}
 
 
-def test_motors_take_their_time_and_return_the_same_pattern(beamline) -> None:  # type: ignore[no-untyped-def]
+def test_motors_take_their_time_and_return_the_same_pattern(beamline: Beamline) -> None:
     motor = beamline.diffuser1.x
     start = time.monotonic()
     motor.set(0.25).wait(5)
@@ -132,7 +134,7 @@ def test_motors_take_their_time_and_return_the_same_pattern(beamline) -> None:  
         motor.set(1e6)
 
 
-def test_sample_stage_named_positions(beamline) -> None:  # type: ignore[no-untyped-def]
+def test_sample_stage_named_positions(beamline: Beamline) -> None:
     stage: SampleStage = beamline.sample_stage
     stage.set("out").wait(5)
     assert stage.where() == "out"
@@ -144,12 +146,12 @@ def test_sample_stage_named_positions(beamline) -> None:  # type: ignore[no-unty
         stage.set("parked")
 
 
-def _frame(bl) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _frame(bl: Beamline) -> np.ndarray:
     bl.camera.trigger().wait(10)
     return bl.camera.last_frame().astype(np.float64)
 
 
-def test_camera_sees_pattern_or_sample_and_writes_hdf5(beamline, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_camera_sees_pattern_or_sample_and_writes_hdf5(beamline: Beamline) -> None:
     bl = beamline
     bl.camera.cam.acquire_time.set(0.05).wait(5)
     bl.camera.stage()
@@ -183,7 +185,7 @@ def test_camera_sees_pattern_or_sample_and_writes_hdf5(beamline, tmp_path: Path)
     assert bl.camera.describe()["camera_image"]["shape"] == (1, 32, 32)
 
 
-def test_vortex_trigger_gives_the_spectrum_of_the_current_light(beamline) -> None:  # type: ignore[no-untyped-def]
+def test_vortex_trigger_gives_the_spectrum_of_the_current_light(beamline: Beamline) -> None:
     bl = beamline
     bl.vortex.count_time.put(0.2)
     bl.vortex.stage()
@@ -228,7 +230,7 @@ def test_zero_move_time_for_benchmarks(tmp_path: Path) -> None:
         bl.close()
 
 
-def test_continuous_camera_and_live_time_preset(beamline) -> None:  # type: ignore[no-untyped-def]
+def test_continuous_camera_and_live_time_preset(beamline: Beamline) -> None:
     from ophyd.status import SubscriptionStatus
 
     cam = beamline.camera.cam

@@ -190,22 +190,23 @@ class InstrumentModel:
         cx = (o.envelope_center[1] + o.condenser_shift_per_mm * pos["condenser.x"]
               + o.condenser_shift_per_mrad * pos["condenser.yaw"])
         sigma = o.envelope_sigma * math.sqrt(o.pinhole_diameter_um / o.reference_pinhole_um)
-        h, w = self.shape
-        y = (np.arange(h) - (h - 1) / 2) / (h / 2) - cy
-        x = (np.arange(w) - (w - 1) / 2) / (w / 2) - cx
-        env = np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2) / sigma**2)
-        h0, w0 = self.shape
-        y0 = (np.arange(h0) - (h0 - 1) / 2) / (h0 / 2) - o.envelope_center[0]
-        x0 = (np.arange(w0) - (w0 - 1) / 2) / (w0 / 2) - o.envelope_center[1]
-        env /= np.exp(-0.5 * (y0[:, None] ** 2 + x0[None, :] ** 2) / o.envelope_sigma**2).mean()
+        env = self._gaussian(cy, cx, sigma) / self._gaussian(*o.envelope_center, o.envelope_sigma).mean()
         # the condenser focus, moved by condenser translation and tilt, against the pinhole (um)
         fy = 1000.0 * pos["condenser.y"] + o.condenser_focal_mm * pos["condenser.pitch"] - 1000.0 * pos["pinhole.y"]
         fx = 1000.0 * pos["condenser.x"] + o.condenser_focal_mm * pos["condenser.yaw"] - 1000.0 * pos["pinhole.x"]
         r = o.pinhole_diameter_um / 2.0
         r0 = o.reference_pinhole_um / 2.0
-        passed = (1.0 - math.exp(-0.5 * (r / o.focus_size_um) ** 2)) / (1.0 - math.exp(-0.5 * (r0 / o.focus_size_um) ** 2))
+        through = 1.0 - math.exp(-0.5 * (r / o.focus_size_um) ** 2)  # share of the focus inside the pinhole
+        passed = through / (1.0 - math.exp(-0.5 * (r0 / o.focus_size_um) ** 2))
         flux = passed * math.exp(-0.5 * (fy**2 + fx**2) / r**2)
         return env, flux
+
+    def _gaussian(self, cy: float, cx: float, sigma: float) -> np.ndarray:
+        """Gaussian spot centred at (cy, cx) in field half-sizes (0 = field centre)."""
+        h, w = self.shape
+        y = (np.arange(h) - (h - 1) / 2) / (h / 2) - cy
+        x = (np.arange(w) - (w - 1) / 2) / (w / 2) - cx
+        return np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2) / sigma**2)
 
     def illumination(self, pos: Mapping[str, float] | None = None, shutter: bool | None = None) -> np.ndarray:
         """Intensity reaching the sample plane (H, W): pattern x envelope x flux; zero with the shutter closed."""

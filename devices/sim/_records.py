@@ -408,7 +408,8 @@ class BeamlineRecords:
             lines = [ln for ln in k_lines(element, self.model.params.energy_keV) if ln.name.startswith("KL")]
             energy = sum(ln.energy_keV * ln.rate for ln in lines) / sum(ln.rate for ln in lines)
             half = 2.0 * float(detector_fwhm_keV(energy, cal.noise_keV, cal.fano)) / 2.3548
-            out.append((f"{element} Ka", int(round(cal.channel(energy - half))), int(round(cal.channel(energy + half)))))
+            lo, hi = int(round(cal.channel(energy - half))), int(round(cal.channel(energy + half)))
+            out.append((f"{element} Ka", lo, hi))
         return out
 
     def _erase_start(self, value: Any) -> int | None:
