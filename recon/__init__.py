@@ -32,3 +32,10 @@ from ._xrf import *  # noqa: F403,E402
 from . import _xrf  # noqa: E402
 
 __all__ = sorted({*__all__, *_xrf.__all__})
+
+from ._siren import *  # noqa: F403,E402
+from ._siren_net import *  # noqa: F403,E402
+from ._txm_prior import *  # noqa: F403,E402
+from . import _siren, _siren_net, _txm_prior  # noqa: E402
+
+__all__ = sorted({*__all__, *_siren.__all__, *_siren_net.__all__, *_txm_prior.__all__})

@@ -44,6 +44,8 @@ class Solver(abc.ABC):
     name: ClassVar[str]
     Params: ClassVar[type[SolverParams]] = SolverParams
     uses_guide: ClassVar[bool] = False
+    #: None = same as ``uses_guide``; False for methods that use a TXM image when there is one
+    guide_required: ClassVar[bool | None] = None
     description: ClassVar[str] = ""
 
     def __init__(self, params: SolverParams | dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -60,6 +62,27 @@ class Solver(abc.ABC):
                  progress: ProgressCallback | None = None) -> SolverResult:
         y = check_inputs(y, physics, guide if self.uses_guide else None)
         return self.solve(y, physics, guide=guide if self.uses_guide else None, progress=progress)
+
+    @classmethod
+    def needs_guide(cls) -> bool:
+        return cls.uses_guide if cls.guide_required is None else bool(cls.guide_required)
+
+    def reconstruct_all(self, ys: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None = None,
+                        progress: ProgressCallback | None = None) -> list[SolverResult]:
+        """Every element's measurements ``ys`` (E, N) at once; methods that share work across elements
+        (one network for all elements) override :meth:`solve_many`, the rest solve one by one."""
+        ys = np.atleast_2d(np.asarray(ys, dtype=np.float64))
+        checked = np.stack([check_inputs(y, physics, guide if self.uses_guide else None) for y in ys])
+        return self.solve_many(checked, physics, guide=guide if self.uses_guide else None, progress=progress)
+
+    def solve_many(self, ys: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
+                   progress: ProgressCallback | None) -> list[SolverResult]:
+        out = []
+        for k, y in enumerate(ys):
+            sub = None if progress is None else (
+                lambda f, t, k=k: progress((k + f) / len(ys), t))  # type: ignore[misc]
+            out.append(self.solve(y, physics, guide=guide, progress=sub))
+        return out
 
     @abc.abstractmethod
     def solve(self, y: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
@@ -112,9 +135,9 @@ def get_solver(method: str, params: dict[str, Any] | None = None) -> Solver:
 def method_schemas() -> dict[str, dict[str, Any]]:
     """JSON schema of each method's parameters (published by the REST service)."""
     _load_builtin()
-    return {name: {"description": cls.description, "uses_txm": cls.uses_guide,
+    return {name: {"description": cls.description, "uses_txm": cls.uses_guide, "needs_txm": cls.needs_guide(),
                    "parameters": cls.Params.model_json_schema()} for name, cls in sorted(_REGISTRY.items())}
 
 
 def _load_builtin() -> None:
-    from . import _pinv, _tv  # noqa: F401  (registration side effect)
+    from . import _pinv, _siren, _tv  # noqa: F401  (registration side effect)

