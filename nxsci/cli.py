@@ -132,6 +132,14 @@ def cmd_sim_ioc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from nxsci.services import load_service_settings, serve
+
+    settings = load_service_settings(args.config, host=args.host, port=args.port, **{"tiled.uri": args.tiled})
+    serve(settings)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nxsci", description="X-ray structured-illumination chemical imaging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--method", default=None)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="the reconstruction service (REST API + dashboard), tiled embedded if no --tiled")
+    p.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="listen port (default 8000)")
+    p.add_argument("--tiled", default=None, metavar="URI", help="tiled server (default: start an embedded one)")
+    p.add_argument("--config", default=None, help="service configuration YAML (see deploy/nxsci-service.yaml)")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -1,0 +1,197 @@
+"""The reconstruction service's REST contract against a real `nxsci serve` (uvicorn) and a real tiled server.
+
+One service for the module (in-process worker, SQLite job store, simulated-run source); runs are real
+bluesky runs written by TiledWriter whose start document carries the simulation's parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from _service_harness import (AUTH, FAST_TV, SMALL_SIM, ServiceProcess, service_config, start_tiled, wait_for,
+                              write_run)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("service")
+    tiled, client = start_tiled(tmp / "tiled")
+    raw = client["raw"]
+    runs = {"sim": write_run(raw, simulation=SMALL_SIM),
+            "slow": write_run(raw, simulation={"size": 48, "sampling": 0.3, "seed": 1}),
+            "plain": write_run(raw)}  # a run without XRF data
+    svc = ServiceProcess(tmp, tiled_uri=tiled.uri.split("?")[0], config=service_config(tmp)).start()
+    try:
+        yield {"svc": svc, "client": client, "raw": raw, "runs": runs, "tiled": tiled}
+    finally:
+        svc.stop_cleanly()
+        tiled.close()
+
+
+def test_health_info_and_methods(env: dict[str, Any]) -> None:
+    svc = env["svc"]
+    assert svc.get("/healthz").json() == {"status": "ok"}
+    info = svc.get("/api/v1/info").json()
+    assert info["tiled_uri"] == env["tiled"].uri.split("?")[0]
+    assert info["executor"] == "local" and info["job_store"] == "sqlite" and info["tiled_embedded"] is False
+    from importlib.metadata import version
+
+    assert info["version"] == version("nxsci")
+    methods = svc.get("/api/v1/methods").json()
+    assert {"tv", "composition-tv", "pinv"} <= set(methods)
+    weight = methods["tv"]["parameters"]["properties"]["weight"]
+    assert weight["default"] == "auto"
+
+
+def test_reconstruction_lifecycle_and_result_in_tiled(env: dict[str, Any]) -> None:
+    svc, uid = env["svc"], env["runs"]["sim"]
+    r = svc.post("/api/v1/reconstructions", {"run_uid": uid, "elements": ["Ni", "Co"], **FAST_TV})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert r.headers["location"] == f"/api/v1/reconstructions/{body['id']}"
+    assert body["status"] == "queued" and body["progress"] == 0.0 and body["run_uid"] == uid
+    job = svc.wait_job(body["id"])
+    assert job["status"] == "succeeded", job
+    assert job["progress"] == 1.0 and job["error"] is None
+    assert set(job["metrics"]) == {"Ni", "Co"}
+    ni = job["metrics"]["Ni"]
+    assert ni["residual"] < 0.05          # the maps explain the measurements
+    assert ni["psnr"] > 20                 # against the simulation's ground truth (25 dB measured)
+    assert 1.0 <= ni["frc_px"] <= 8.0      # FRC resolution in pixels
+    for key in ("registration_s", "solve_s", "total_s", "load_s", "write_s", "job_s", "queued_s"):
+        assert job["timings"][key] >= 0, key
+    assert job["started"] >= job["created"] and job["finished"] >= job["started"]
+    listed = svc.get("/api/v1/reconstructions").json()["reconstructions"]
+    assert body["id"] in [j["id"] for j in listed]
+    assert [j["id"] for j in svc.get("/api/v1/reconstructions", params={"status": "succeeded"})
+            .json()["reconstructions"]].count(body["id"]) == 1
+
+    # the result is a tiled node: maps + provenance
+    from tiled.client import from_uri
+
+    from _service_harness import TILED_KEY
+
+    node = from_uri(job["result_uri"], api_key=TILED_KEY)
+    md = node.metadata
+    assert md["run_uid"] == uid and md["job_id"] == body["id"] and md["method"] == "tv"
+    assert md["parameters"]["weight"] == 1e-5 and md["nxsci_version"]
+    assert md["elements"] == ["Ni", "Co"] and "total_s" in md["timings"]
+    maps = node["maps"].read()
+    assert maps.shape == (2, 32, 32) and np.isfinite(maps).all() and maps.max() > 0
+    np.testing.assert_array_equal(node["Ni"].read(), maps[0])
+    assert node["Ni"].metadata["metrics"]["psnr"] == pytest.approx(ni["psnr"])
+
+    png = svc.get(f"/api/v1/reconstructions/{body['id']}/maps/Ni.png")
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_default_method_and_all_elements(env: dict[str, Any]) -> None:
+    svc = env["svc"]
+    job = svc.wait_job(svc.submit({"run_uid": env["runs"]["sim"], "params": {"weight": 1e-5}})["id"])
+    assert job["status"] == "succeeded", job
+    assert job["method"] == "composition-tv"   # the benchmark winner when the run has a TXM image
+    assert set(job["metrics"]) == {"Mn", "Co", "Ni"}
+
+
+def test_mutating_endpoints_need_the_api_key(env: dict[str, Any]) -> None:
+    svc, uid = env["svc"], env["runs"]["sim"]
+    before = len(svc.get("/api/v1/reconstructions").json()["reconstructions"])
+    for headers in (None, {"Authorization": "Apikey wrong"}, {"Authorization": "Bearer " + AUTH["Authorization"]
+                                                                                           .split()[1]}):
+        r = svc.post("/api/v1/reconstructions", {"run_uid": uid, **FAST_TV}, headers=headers)
+        assert r.status_code == 401 and "API key" in r.json()["detail"]
+        assert svc.delete("/api/v1/reconstructions/whatever", headers=headers).status_code == 401
+    assert len(svc.get("/api/v1/reconstructions").json()["reconstructions"]) == before  # nothing was queued
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"run_uid": "0f0f-no-such-run", **FAST_TV}, 404, ["unknown run", "0f0f-no-such-run"]),
+    ({"run_uid": "RUN:plain", **FAST_TV}, 422, ["no XRF data"]),
+    ({"run_uid": "RUN:sim", "elements": ["Ni", "Zz"], **FAST_TV}, 422, ["unknown element 'Zz'", "Mn, Co, Ni"]),
+    ({"run_uid": "RUN:sim", "method": "magic"}, 422, ["unknown method 'magic'", "tv"]),
+    ({"run_uid": "RUN:sim", "method": "tv", "params": {"weight": -1}}, 422, ["invalid parameters", "weight"]),
+    ({"run_uid": "RUN:sim", "method": "tv", "params": {"colour": 1}}, 422, ["colour"]),
+    ({"run_uid": "RUN:sim", "elements": []}, 422, ["at least one element"]),
+    ({"elements": ["Ni"]}, 422, ["run_uid", "Field required"]),
+    ({"run_uid": "RUN:sim", "priority": 3}, 422, ["priority", "Extra inputs"]),
+    ({"run_uid": "RUN:sim", "params": {f"p{i}": i for i in range(40)}}, 413, ["too many parameters"]),
+])
+def test_bad_requests_get_4xx_naming_the_problem(env: dict[str, Any], body: dict[str, Any], status: int,
+                                                 words: list[str]) -> None:
+    if str(body.get("run_uid", "")).startswith("RUN:"):
+        body = {**body, "run_uid": env["runs"][body["run_uid"][4:]]}
+    r = env["svc"].post("/api/v1/reconstructions", body)
+    assert r.status_code == status, r.text
+    for word in words:
+        assert word in r.json()["detail"], (word, r.json())
+
+
+def test_oversized_and_malformed_bodies(env: dict[str, Any]) -> None:
+    svc = env["svc"]
+    big = {"run_uid": env["runs"]["sim"], "params": {"note": "x" * 100_000}}
+    r = svc.post("/api/v1/reconstructions", big)
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+    r = svc.post("/api/v1/reconstructions", content=b"{not json", headers={**AUTH, "content-type": "application/json"},
+                 json=None)
+    assert r.status_code == 422 and "JSON" in r.json()["detail"]
+    assert svc.get("/api/v1/reconstructions/nope").status_code == 404
+    assert "unknown reconstruction 'nope'" in svc.get("/api/v1/reconstructions/nope").json()["detail"]
+    assert svc.delete("/api/v1/reconstructions/nope").status_code == 404
+
+
+def test_cancel_failure_isolation_and_auto_trigger(env: dict[str, Any]) -> None:
+    svc, raw = env["svc"], env["raw"]
+    # a long job (cross-validated weight on 48x48, about a minute) occupies the single worker
+    slow = svc.submit({"run_uid": env["runs"]["slow"], "method": "tv"})
+    svc.wait_job(slow["id"], {"running"}, timeout=60)
+    # queued behind it: a job whose run loses its XRF data before it starts -> fails with a clear message
+    doomed_uid = write_run(raw, simulation=SMALL_SIM)
+    doomed = svc.submit({"run_uid": doomed_uid, **FAST_TV})
+    queued = svc.submit({"run_uid": env["runs"]["sim"], **FAST_TV})
+    start = dict(raw[doomed_uid].metadata["start"])
+    start["nxsci_simulation"] = None  # (tiled merges metadata patches: None removes the key)
+    raw[doomed_uid].update_metadata(metadata={"start": start})
+    assert not raw[doomed_uid].metadata["start"].get("nxsci_simulation")
+    # cancelling a queued job ends it at once; cancelling the running one stops it mid-solve
+    r = svc.delete(f"/api/v1/reconstructions/{queued['id']}")
+    assert r.status_code == 202 and r.json()["status"] == "cancelled"
+    assert svc.delete(f"/api/v1/reconstructions/{queued['id']}").status_code == 409
+    running = svc.job(slow["id"])
+    assert running["status"] == "running" and 0 <= running["progress"] < 1
+    assert svc.delete(f"/api/v1/reconstructions/{slow['id']}").status_code == 202
+    cancelled = svc.wait_job(slow["id"], timeout=60)
+    assert cancelled["status"] == "cancelled" and cancelled["result_uri"] is None
+    failed = svc.wait_job(doomed["id"])
+    assert failed["status"] == "failed"
+    assert "no XRF data" in failed["error"] and doomed_uid in failed["error"]
+    # the service carries on
+    ok = svc.wait_job(svc.submit({"run_uid": env["runs"]["sim"], **FAST_TV})["id"])
+    assert ok["status"] == "succeeded"
+
+    # auto-trigger: a completed nxsci_scan run is reconstructed without being asked for
+    auto_uid = write_run(raw, plan_name="nxsci_scan", simulation=SMALL_SIM)
+
+    def auto_job() -> dict[str, Any] | None:
+        jobs = svc.get("/api/v1/reconstructions").json()["reconstructions"]
+        return next((j for j in jobs if j["run_uid"] == auto_uid), None)
+
+    found = wait_for(auto_job, 60, "an automatic job for the new nxsci_scan run")
+    assert found["origin"] == "auto"
+    done = svc.wait_job(found["id"])
+    assert done["status"] == "succeeded" and done["method"] == "tv" and set(done["metrics"]) == {"Mn", "Co", "Ni"}
+    # other plans' runs are not triggered, and a run is triggered once: by the time a second nxsci_scan
+    # run (written after a count run) has its job, the poll has seen the count run too
+    other_uid = write_run(raw, plan_name="count", simulation=SMALL_SIM)
+    second_uid = write_run(raw, plan_name="nxsci_scan", simulation=SMALL_SIM)
+    wait_for(lambda: any(j["run_uid"] == second_uid for j in svc.get("/api/v1/reconstructions").json()
+                         ["reconstructions"]), 60, "the second automatic job")
+    jobs = svc.get("/api/v1/reconstructions").json()["reconstructions"]
+    assert [j["run_uid"] for j in jobs if j["origin"] == "auto"].count(auto_uid) == 1
+    assert not any(j["run_uid"] == other_uid for j in jobs)
