@@ -10,7 +10,8 @@ Measured on 12 random 64x64 battery cases (5-25 % sampling, Mn/Co/Ni, Poisson no
 ground-truth-best weight was: CV minimum mean 0.60 / max 1.17 dB; factor 0.5 mean 0.10 / max 0.33 dB;
 factor 1 mean 0.13 / max 0.62 dB. The default is 0.5.
 
-Search: decades over the range, half-decades around the best, then quarter-decade steps upwards
+Search: decades over the range (stepping outwards, up to 3 decades, when the best is on its edge),
+half-decades around the best, then quarter-decade steps upwards
 until the loss leaves the band; the crossing is interpolated in log(weight). Every fit
 warm-starts from the nearest weight already solved in the same fold.
 """
@@ -136,6 +137,17 @@ def cross_validate_weight(train: TrainFunction, y: np.ndarray, a: np.ndarray, we
         cache.evaluate(w)
     half = math.sqrt(coarse[1] / coarse[0])
     best = min(cache.fold_loss, key=cache.total)
+    # a minimum on the edge of the range: the range was a guess, so step outwards (at most 3 decades)
+    decade = coarse[1] / coarse[0]
+    for _ in range(3):
+        if best <= lo * 1.0001:
+            lo = lo / decade
+        elif best >= hi / 1.0001:
+            hi = hi * decade
+        else:
+            break
+        cache.evaluate(lo if best <= lo * decade * 1.0001 else hi)
+        best = min(cache.fold_loss, key=cache.total)
     for w in (best / half, best * half):
         if lo <= w * 1.0001 and w <= hi * 1.0001:
             cache.evaluate(w)
