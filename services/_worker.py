@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import socket
 import threading
 import time
 import traceback
@@ -74,8 +76,9 @@ def execute_job(spec: JobSpec, report: Callable[[float, str], None] | None = Non
     step(0.92, "writing the maps into tiled")
     t1 = time.perf_counter()
     result.timings["load_s"] = t_load
+    worker = {"host": socket.gethostname(), "pid": os.getpid()}
     uri = write_result(results_container(client, spec.results), spec.job_id, spec.run_uid, result,
-                       extra={"source": spec.source})
+                       extra={"source": spec.source, "worker": worker})
     timings = {k: float(v) for k, v in result.timings.items()}
     timings["write_s"] = time.perf_counter() - t1
     timings["job_s"] = time.perf_counter() - t0
@@ -211,21 +214,14 @@ class DaskExecutor:
 
     def _watch(self, job_id: str, future: Any) -> None:
         from distributed import TimeoutError as DaskTimeout
-        from distributed import Variable, wait
+        from distributed import Variable
 
         cb = self.callbacks
         progress = Variable(f"nxsci-progress-{job_id}", client=self.client)
         try:
-            while not self._closing.is_set():
+            while not self._closing.is_set() and not future.done():
                 try:
-                    wait(future, timeout=0.5)
-                    break
-                except (DaskTimeout, TimeoutError):
-                    pass
-                except Exception:  # e.g. a cancelled future
-                    break
-                try:
-                    value = progress.get(timeout=0.1)
+                    value = progress.get(timeout=0.5)
                 except (DaskTimeout, TimeoutError):
                     continue
                 if job_id not in self._started:
@@ -233,6 +229,7 @@ class DaskExecutor:
                     if not cb.on_start(job_id):
                         self.cancel(job_id)
                 cb.on_progress(job_id, float(value[0]), str(value[1]))
+                self._closing.wait(0.25)
             if self._closing.is_set():
                 return
             if future.cancelled():
