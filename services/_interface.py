@@ -86,8 +86,19 @@ class ReconstructionService:
 
             self._tiled_key = self._tiled_key or secrets.token_hex(16)
             s.tiled.directory.mkdir(parents=True, exist_ok=True)
-            self.tiled_server = SimpleTiledServer(directory=s.tiled.directory, api_key=self._tiled_key,
-                                                  port=s.tiled.port)
+            # SimpleTiledServer points the process-wide uvicorn loggers at files in its directory: keep the
+            # service's console log (the embedded server's lines then go there too)
+            saved = {name: (list(lg.handlers), lg.level, lg.propagate)
+                     for name in ("uvicorn", "uvicorn.error", "uvicorn.access") for lg in [logging.getLogger(name)]}
+            try:
+                self.tiled_server = SimpleTiledServer(directory=s.tiled.directory, api_key=self._tiled_key,
+                                                      port=s.tiled.port)
+            finally:
+                for name, (handlers, level, propagate) in saved.items():
+                    lg = logging.getLogger(name)
+                    lg.handlers[:] = handlers
+                    lg.setLevel(level)
+                    lg.propagate = propagate
             self.tiled_uri = _strip_query(self.tiled_server.uri)
         else:
             self.tiled_uri = _strip_query(s.tiled.uri)
