@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nxsci.recon import NxsciError
@@ -50,6 +50,11 @@ class ServiceExecutor(_Section):
     dask_scheduler: str | None = Field(None, description="dask.distributed scheduler address; null = in-process")
     local_workers: int = Field(1, ge=1, le=64, description="concurrent jobs of the in-process worker")
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="reconstruction device")
+
+    @field_validator("dask_scheduler")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None  # compose's ${VAR:-} gives ""
 
     @property
     def kind(self) -> str:
