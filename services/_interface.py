@@ -286,6 +286,10 @@ class ReconstructionService:
             except Exception:  # the catalog may be briefly unreachable: try again next time
                 log.warning("auto-trigger poll failed:\n%s", traceback.format_exc())
 
+    #: runs whose stop document is older than the newest one seen, by up to this much, are still looked at
+    #: (late writes, clock skew between hosts); older ones are never listed again, so a poll stays cheap
+    TRIGGER_SLACK_S = 600.0
+
     def poll_completed_runs(self) -> list[str]:
         """Queue a reconstruction for every completed run of the configured plans not yet seen."""
         from tiled.queries import Key
@@ -293,15 +297,17 @@ class ReconstructionService:
         assert self.store is not None
         cfg = self.settings.auto_trigger
         since = float(self.store.get_meta("auto_trigger_since") or 0.0)
+        horizon = float(self.store.get_meta("auto_trigger_horizon") or since)
         raw = self.client[self.settings.tiled.raw]
         queued: list[str] = []
+        newest = horizon
         for plan in cfg.plan_names:
-            for uid, node in raw.search(Key("start.plan_name") == plan).items():
+            found = (raw.search(Key("start.plan_name") == plan).search(Key("stop.exit_status") == "success")
+                     .search(Key("stop.time") >= max(since, horizon - self.TRIGGER_SLACK_S)))
+            for uid, node in found.items():
                 if self._stop.is_set():
                     return queued
-                stop = node.metadata.get("stop")
-                if not stop or stop.get("exit_status") != "success" or float(stop.get("time", 0)) < since:
-                    continue
+                newest = max(newest, float(node.metadata["stop"].get("time", 0.0)))
                 if self.store.triggered(uid):
                     continue
                 request = ReconstructionRequest(run_uid=uid, method=cfg.method, params=dict(cfg.params))
@@ -314,4 +320,6 @@ class ReconstructionService:
                                       error=getattr(exc, "message", str(exc)))
                 self.store.mark_triggered(uid, job.id)
                 queued.append(job.id)
+        if newest > horizon:
+            self.store.set_meta("auto_trigger_horizon", repr(newest))
         return queued

@@ -161,6 +161,11 @@ class JobStore:
                 return value
             return found
 
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock, self.engine.begin() as conn:
+            if conn.execute(_meta.update().where(_meta.c.key == key).values(value=value)).rowcount == 0:
+                conn.execute(_meta.insert().values(key=key, value=value))
+
     def triggered(self, run_uid: str) -> bool:
         with self._lock, self.engine.connect() as conn:
             return conn.execute(sa.select(_triggered.c.job_id).where(_triggered.c.run_uid == run_uid)).first() \

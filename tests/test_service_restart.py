@@ -118,6 +118,9 @@ def test_job_store_on_postgresql(postgres_url: str) -> None:
         assert store.requeue_interrupted() == [job.id] and store.get(job.id).status == "queued"
         assert store.count("queued") == 1
         assert store.set_meta_default("since", "1.0") == "1.0" and store.set_meta_default("since", "2.0") == "1.0"
+        store.set_meta("horizon", "5.0")
+        store.set_meta("horizon", "6.0")
+        assert store.get_meta("horizon") == "6.0"
         assert not store.triggered("run-1")
         store.mark_triggered("run-1", job.id)
         assert store.triggered("run-1")
