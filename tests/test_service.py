@@ -141,6 +141,9 @@ def test_oversized_and_malformed_bodies(env: dict[str, Any]) -> None:
     r = svc.post("/api/v1/reconstructions", content=b"{not json", headers={**AUTH, "content-type": "application/json"},
                  json=None)
     assert r.status_code == 422 and "JSON" in r.json()["detail"]
+    chunked = svc.post("/api/v1/reconstructions", content=iter([b'{"run_uid": "x"}']), json=None,
+                       headers={**AUTH, "content-type": "application/json"})
+    assert chunked.status_code == 411 and "Content-Length" in chunked.json()["detail"]
     assert svc.get("/api/v1/reconstructions/nope").status_code == 404
     assert "unknown reconstruction 'nope'" in svc.get("/api/v1/reconstructions/nope").json()["detail"]
     assert svc.delete("/api/v1/reconstructions/nope").status_code == 404
