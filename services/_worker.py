@@ -66,19 +66,22 @@ def execute_job(spec: JobSpec, report: Callable[[float, str], None] | None = Non
     t0 = time.perf_counter()
     step(0.01, "opening the catalog")
     client = from_uri(spec.tiled_uri, api_key=spec.tiled_api_key)
-    source = make_source(spec.source, client[spec.raw])
-    dataset = source.load(spec.run_uid, progress=lambda f, t: step(0.02 + 0.18 * f, t))
-    t_load = time.perf_counter() - t0
-    step(0.2, "reconstructing")
-    result = reconstruct(dataset, method=spec.method, elements=spec.elements, params=spec.params,
-                         device=spec.device,
-                         progress=lambda elements, f, t: step(0.2 + 0.7 * f, f"{elements}: {t}"))
-    step(0.92, "writing the maps into tiled")
-    t1 = time.perf_counter()
-    result.timings["load_s"] = t_load
-    worker = {"host": socket.gethostname(), "pid": os.getpid()}
-    uri = write_result(results_container(client, spec.results), spec.job_id, spec.run_uid, result,
-                       extra={"source": spec.source, "worker": worker})
+    try:
+        source = make_source(spec.source, client[spec.raw])
+        dataset = source.load(spec.run_uid, progress=lambda f, t: step(0.02 + 0.18 * f, t))
+        t_load = time.perf_counter() - t0
+        step(0.2, "reconstructing")
+        result = reconstruct(dataset, method=spec.method, elements=spec.elements, params=spec.params,
+                             device=spec.device,
+                             progress=lambda elements, f, t: step(0.2 + 0.7 * f, f"{elements}: {t}"))
+        step(0.92, "writing the maps into tiled")
+        t1 = time.perf_counter()
+        result.timings["load_s"] = t_load
+        worker = {"host": socket.gethostname(), "pid": os.getpid()}
+        uri = write_result(results_container(client, spec.results), spec.job_id, spec.run_uid, result,
+                           extra={"source": spec.source, "worker": worker})
+    finally:
+        client.context.close()  # one HTTP connection pool per job, released
     timings = {k: float(v) for k, v in result.timings.items()}
     timings["write_s"] = time.perf_counter() - t1
     timings["job_s"] = time.perf_counter() - t0
@@ -141,7 +144,10 @@ class LocalExecutor:
             if not self._closing.is_set():  # a shutdown leaves the job 'running': re-queued at the next start
                 cb.on_cancelled(spec.job_id)
         except BaseException as exc:  # one failing job never takes the service down
-            log.error("job %s failed:\n%s", spec.job_id, traceback.format_exc())
+            if isinstance(exc, NxsciError):  # the data or the request: its message says it all
+                log.warning("job %s failed: %s", spec.job_id, exc)
+            else:
+                log.error("job %s failed:\n%s", spec.job_id, traceback.format_exc())
             cb.on_error(spec.job_id, describe_failure(exc))
         finally:
             self._cancel.pop(spec.job_id, None)
