@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nxsci-installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install system-deps bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,10 +15,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian's chromium for the dashboard's headless-browser test (installed when missing and we are root).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
+	  echo "chromium is not installed (apt-get install chromium): the dashboard test skips (fails under CI=true)"
+
 demo: $(STAMP)
 	$(VENV)/bin/nxsci demo
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(PY) -m pytest
 
 bench: $(STAMP)
