@@ -3,11 +3,16 @@ HDF5 file plugin whose files bluesky references through resource/datum documents
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 from ophyd.areadetector import DetectorBase, HDF5Plugin, ImagePlugin, SingleTrigger
 from ophyd.areadetector.base import ADComponent as ADCpt
 from ophyd.areadetector.cam import AreaDetectorCam
 from ophyd.areadetector.filestore_mixins import FileStoreHDF5IterativeWrite
+from ophyd.device import Staged
+from ophyd.status import StatusBase
 
 __all__ = ["TXMCamera", "TXMHDF5Plugin"]
 
@@ -31,8 +36,35 @@ class TXMCamera(SingleTrigger, DetectorBase):
     hdf5 = ADCpt(TXMHDF5Plugin, "HDF1:", write_path_template="/tmp/nxsci/txm/", kind="normal")
 
     def __init__(self, *args: object, **kwargs: object) -> None:
+        self._status_lock = threading.Lock()
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.stage_sigs.update([("cam.num_images", 1)])
+
+    def trigger(self) -> StatusBase:
+        """One acquisition (as ``SingleTrigger.trigger``), returning the status it created.
+
+        ophyd's own returns ``self._status``, which the acquisition-done callback may already have reset
+        to None when the acquisition ends before ``trigger`` returns (instantaneous simulated exposures)."""
+        if self._staged != Staged.yes:
+            raise RuntimeError("This detector is not ready to trigger. Call the stage() method before triggering.")
+        status = self._status_type(self)
+        with self._status_lock:
+            self._status = status
+        self._acquisition_signal.put(1, wait=False)
+        self.generate_datum(self._image_name, time.time(), {})
+        return status
+
+    def _acquire_changed(self, value: object = None, old_value: object = None, **kwargs: object) -> None:
+        """Finish the pending trigger on the falling edge of ``Acquire``.
+
+        ophyd's version finishes the status and *then* clears ``self._status``; finishing lets the
+        RunEngine trigger again at once, and the clearing then drops that new status, which never
+        finishes (a hang every few hundred instantaneous frames). Take the status first, then finish it."""
+        if old_value == 1 and value == 0:
+            with self._status_lock:
+                status, self._status = self._status, None
+            if status is not None:
+                status.set_finished()
 
     def last_frame(self) -> np.ndarray:
         """The latest frame (H, W) as the image plugin holds it (uint16)."""

@@ -44,6 +44,14 @@ class VortexMCA(EpicsMCARecord):
     calibration_quadratic = Cpt(EpicsSignal, ".CALQ", kind="config")
     energy_units = Cpt(EpicsSignal, ".EGU", kind="config", string=True)
 
+    def describe(self) -> OrderedDict[str, dict[str, object]]:
+        """As the mca record, plus the spectrum's numpy dtype: ``.VAL`` is DBF_LONG, and without a declared
+        ``dtype_numpy`` consumers (tiled) store the counts as float64."""
+        desc = super().describe()
+        if self.spectrum.name in desc:
+            desc[self.spectrum.name].setdefault("dtype_numpy", "<i4")
+        return desc
+
 
 class VortexDXP(EpicsDXP):
     """The DXP channel; only the count rates are read, the filter settings are configuration."""
