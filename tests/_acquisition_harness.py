@@ -1,0 +1,96 @@
+"""Helpers of the acquisition tests (plans, tiled, pipeline, CLI, queue server): a fast simulated beamline
+configuration, a real tiled server, subprocesses stopped by PID, polling with deadlines (never fixed sleeps).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+API_KEY = "nxscitestkey0123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def fast_config(directory: Path, *, image_size: int = 32, **simulation: Any) -> Path:
+    """A beamline configuration file: the shipped PVs, instantaneous moves and exposures, frames on disk
+    under ``directory``."""
+    from nxsci.devices import SIM_CONFIG_PATH
+
+    data = yaml.safe_load(SIM_CONFIG_PATH.read_text())
+    data["devices"]["camera"]["write_path"] = str(directory / "txm") + "/"
+    data["simulation"].update(image_size=image_size, timing={"move_time_s": 0, "acquire_time_scale": 0},
+                              **simulation)
+    path = directory / "beamline.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def env(**extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess: single-threaded BLAS, this checkout first on the path."""
+    out = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT)}
+    out.update(extra)
+    return out
+
+
+def nxsci(*args: str, environ: dict[str, str] | None = None, timeout: float = 300,
+          cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nxsci.cli", *args], capture_output=True, text=True,
+                          env=environ or env(), timeout=timeout, cwd=cwd)
+
+
+class Process:
+    """A server subprocess (``exec``'d, so its PID is the server's), output to a log file, stopped by PID."""
+
+    def __init__(self, argv: list[str], log: Path, environ: dict[str, str], cwd: Path | None = None) -> None:
+        self.log = log
+        self._out = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT, env=environ, cwd=cwd)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_line(self, predicate: Callable[[str], bool], timeout: float, what: str) -> str:
+        def found() -> str | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{what}: the process exited with {self.proc.returncode}:\n{self.text()[-3000:]}")
+            return next((line for line in self.text().splitlines() if predicate(line)), None)
+
+        return wait_for(found, timeout, what)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._out.close()
+        return int(self.proc.returncode)
