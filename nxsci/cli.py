@@ -140,6 +140,63 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_acquire(args: argparse.Namespace) -> int:
+    from nxsci.plans import calibrate_patterns, nxsci_scan
+    from nxsci.services import build_session
+
+    session = build_session(mode=args.mode, config=args.config, tiled_uri=args.tiled, progress=not args.quiet)
+    try:
+        if args.calibrate:
+            plan = calibrate_patterns(args.num_patterns, exposure=args.exposure, num_darks=args.num_darks,
+                                      seed=args.seed, travel_mm=args.travel_mm)
+        else:
+            plan = nxsci_scan(args.num_patterns, exposure=args.exposure, num_darks=args.num_darks, seed=args.seed,
+                              travel_mm=args.travel_mm, pattern_library=args.pattern_library, sample=args.sample)
+        uids = session.RE(plan)
+        location = session.catalog.location if session.catalog else ""
+    finally:
+        session.close()
+    if not uids:
+        print("nxsci acquire: no run was recorded", file=sys.stderr)
+        return 1
+    print(f"run written to {location}", file=sys.stderr)
+    print(uids[-1])
+    return 0
+
+
+def cmd_tiled(args: argparse.Namespace) -> int:
+    from nxsci.services import TiledSettings, serve_tiled
+
+    settings = TiledSettings()
+
+    def ready(uri: str) -> None:
+        print(f"nxsci tiled: serving {settings.resolved_catalog_uri()} on {uri} (API key: NXSCI_TILED_API_KEY); "
+              f"stop with Ctrl-C or SIGTERM", file=sys.stderr, flush=True)
+        print(uri, flush=True)
+
+    serve_tiled(settings, host=args.host, port=args.port, ready=ready)
+    print("nxsci tiled stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from nxsci.services import PipelineSettings, XrfFitSettings, export_run
+
+    xrf = XrfFitSettings(background=args.background, pymca_config=args.pymca_config,
+                         elements=_elements(args.elements))
+    settings = PipelineSettings(xrf=xrf, registration=not args.no_register)
+    path = export_run(args.tiled, args.uid, args.output, overwrite=args.overwrite, settings=settings)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    from nxsci.services._shell import start_shell
+
+    return start_shell(mode=args.mode, config=args.config, tiled_uri=args.tiled, tiled=not args.no_tiled,
+                       code=args.command_code)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nxsci", description="X-ray structured-illumination chemical imaging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +242,46 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sim-ioc", help="serve the simulated beamline's PVs over Channel Access on 127.0.0.1")
     p.add_argument("--config", default=None, help="beamline configuration YAML (default: the shipped sim.yaml)")
     p.set_defaults(func=cmd_sim_ioc)
+
+    p = sub.add_parser("acquire", help="run nxsci_scan on the beamline; prints the run uid on its last line")
+    p.add_argument("--mode", choices=["sim", "epics"], default=None, help="default: NXSCI_BEAMLINE_MODE or sim")
+    p.add_argument("--config", default=None, help="beamline configuration YAML (default: the shipped sim.yaml)")
+    p.add_argument("--num-patterns", type=int, default=None, help="illumination configurations to draw")
+    p.add_argument("--exposure", type=float, default=0.5, help="seconds per frame and spectrum")
+    p.add_argument("--num-darks", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0, help="seed of the drawn diffuser schedule")
+    p.add_argument("--travel-mm", type=float, default=1.0, help="diffuser travel of the drawn schedule")
+    p.add_argument("--pattern-library", default=None, help="uid of a calibrate_patterns run to reuse")
+    p.add_argument("--calibrate", action="store_true", help="run calibrate_patterns (patterns only) instead")
+    p.add_argument("--sample", default=None, help="sample name (required on a real beamline)")
+    p.add_argument("--tiled", default=None, help="tiled server URI (default: NXSCI_TILED_URI, else the "
+                                                 "embedded local catalog)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_acquire)
+
+    p = sub.add_parser("tiled", help="serve the run catalog on 127.0.0.1 (API key: NXSCI_TILED_API_KEY)")
+    p.add_argument("--port", type=int, default=0, help="default: a free port (printed)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.set_defaults(func=cmd_tiled)
+
+    p = sub.add_parser("export", help="a run as an interchange file (dark, flat, registration, PyMca fit)")
+    p.add_argument("uid", metavar="RUN_UID")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--tiled", default=None, help="tiled server URI (default: NXSCI_TILED_URI, else embedded)")
+    p.add_argument("--background", choices=["poly", "snip"], default="poly", help="XRF background model")
+    p.add_argument("--pymca-config", default=None, help="a PyMca .cfg fit configuration to use instead")
+    p.add_argument("--elements", default=None, help="comma-separated elements to fit (default: the run's)")
+    p.add_argument("--no-register", action="store_true", help="do not estimate pattern displacements")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("shell", help="IPython with the beamline, a RunEngine writing to tiled, and the plans")
+    p.add_argument("--mode", choices=["sim", "epics"], default=None)
+    p.add_argument("--config", default=None)
+    p.add_argument("--tiled", default=None, help="tiled server URI (default: NXSCI_TILED_URI, else embedded)")
+    p.add_argument("--no-tiled", action="store_true", help="do not record runs")
+    p.add_argument("-c", dest="command_code", default=None, metavar="CODE", help="run CODE in the session and exit")
+    p.set_defaults(func=cmd_shell)
 
     p = sub.add_parser("demo", help="simulate, reconstruct and write a report (reconstruction-only demo)")
     p.add_argument("-o", "--output", default="nxsci-demo")
