@@ -18,6 +18,7 @@ signal scale, displacements relative to the mean position) so that results can b
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -33,6 +34,8 @@ from ._tiled import RUNS_SPEC, RunCatalog, open_catalog, runs_container
 from ._xrf_fit import XrfFitSettings, fit_run_spectra
 
 __all__ = ["PipelineSettings", "run_to_dataset", "nxsci_run_to_dataset", "PipelineReport"]
+
+logger = logging.getLogger(__name__)
 
 #: transmissions below this are clipped before the logarithm (a pixel that saw no light)
 _MIN_TRANSMISSION = 1e-3
@@ -61,7 +64,18 @@ class PipelineReport(BaseModel):
     xrf_noise_keV: float
     xrf_fano: float
     mean_shift_px: float
+    saturated_fraction: float
     timings_s: dict[str, float]
+
+
+def _saturated_fraction(*frames: np.ndarray) -> float:
+    """Share of camera pixels at the top of their integer range (clipped: the counts there are unknown)."""
+    total = hits = 0
+    for stack in frames:
+        if np.issubdtype(stack.dtype, np.integer):
+            hits += int(np.count_nonzero(stack == np.iinfo(stack.dtype).max))
+            total += stack.size
+    return hits / total if total else 0.0
 
 
 def _transmission_reference(patterns: np.ndarray, sample_in: np.ndarray, register: bool
@@ -85,6 +99,10 @@ def nxsci_run_to_dataset(raw: NxsciRun, settings: PipelineSettings | None = None
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     exposure = float(raw.start["exposure"])
+    saturated = _saturated_fraction(raw.patterns, raw.sample_in)
+    if saturated > 0:
+        logger.warning("run %s: %.3g %% of the camera pixels are saturated; patterns and the TXM image are "
+                       "wrong there (shorter exposure or less flux)", raw.uid, 100 * saturated)
     # 1. dark subtraction; patterns recorded with another exposure (a library) scaled to this one
     patterns = (raw.patterns.astype(np.float64) - raw.pattern_dark) * (exposure / raw.pattern_exposure)
     sample_in = raw.sample_in.astype(np.float64) - raw.dark
@@ -122,7 +140,8 @@ def nxsci_run_to_dataset(raw: NxsciRun, settings: PipelineSettings | None = None
         exit_status=str(raw.stop.get("exit_status", "unknown")), pattern_library=raw.start.get("pattern_library"),
         fit_spectra_per_s=float(len(raw.spectra) / fit_s) if fit_s > 0 else float("inf"),
         xrf_noise_keV=fit.noise_keV, xrf_fano=fit.fano,
-        mean_shift_px=float(np.hypot(*shifts.T).mean()) if len(shifts) else 0.0, timings_s=timings)
+        mean_shift_px=float(np.hypot(*shifts.T).mean()) if len(shifts) else 0.0, saturated_fraction=saturated,
+        timings_s=timings)
     attrs: dict[str, Any] = {
         "source": "tiled", "run_uid": raw.uid, "plan_name": str(raw.start.get("plan_name")),
         "scan_id": int(raw.start.get("scan_id", 0) or 0), "exposure_s": exposure,

@@ -51,6 +51,28 @@ def fast_config(directory: Path, *, image_size: int = 32, **simulation: Any) -> 
     return path
 
 
+def pause_after(plan: Any, saves: int) -> Any:
+    """``plan`` with an immediate pause request injected after its ``saves``-th event (as Ctrl-C does)."""
+    from bluesky.preprocessors import plan_mutator
+    from bluesky.utils import Msg
+
+    seen = 0
+
+    def insert(msg: Any) -> tuple[Any, None]:
+        nonlocal seen
+        if msg.command == "save":
+            seen += 1
+            if seen == saves:
+                def then() -> Any:
+                    response = yield msg
+                    yield Msg("pause", None, defer=False)
+                    return response
+                return then(), None
+        return None, None
+
+    return plan_mutator(plan, insert)
+
+
 def env(**extra: str) -> dict[str, str]:
     """The environment of a CLI subprocess: single-threaded BLAS, this checkout first on the path."""
     out = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",

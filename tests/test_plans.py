@@ -15,10 +15,10 @@ import bluesky.preprocessors as bpp
 import numpy as np
 import pytest
 from bluesky import RunEngine
-from bluesky.utils import Msg, RunEngineInterrupted
+from bluesky.utils import RunEngineInterrupted
 from ophyd.device import Staged
 
-from _acquisition_harness import fast_config
+from _acquisition_harness import fast_config, pause_after
 from nxsci.devices import Beamline, load_config, make_beamline
 from nxsci.plans import (STREAMS, InlineFrames, PatternLibrary, PlanError, acquire, calibrate_patterns,
                          draw_schedule, library_from_start, move_to_configuration, nxsci_scan, set_exposure,
@@ -163,31 +163,12 @@ def test_pattern_library_scan_records_only_the_sample(beamline: Beamline) -> Non
         RunEngine({})(nxsci_scan(pattern_library=start["uid"], configurations=[{"diffuser1.x": 0.0}]))
 
 
-def _pause_after(plan: Any, saves: int) -> Any:
-    """The plan with an immediate pause request injected after its ``saves``-th event (as Ctrl-C would)."""
-    seen = 0
-
-    def insert(msg: Msg) -> tuple[Any, None]:
-        nonlocal seen
-        if msg.command == "save":
-            seen += 1
-            if seen == saves:
-                def then() -> Any:
-                    response = yield msg
-                    yield Msg("pause", None, defer=False)
-                    return response
-                return then(), None
-        return None, None
-
-    return bpp.plan_mutator(plan, insert)
-
-
 def test_pause_then_resume_finishes_one_consistent_run(beamline: Beamline) -> None:
     docs: Docs = []
     RE = RunEngine({}, call_returns_result=False)
     RE.subscribe(lambda name, doc: docs.append((name, doc)))
     with pytest.raises(RunEngineInterrupted):
-        RE(_pause_after(nxsci_scan(num_patterns=4), saves=6))  # truth_maps, 3 darks, pattern 0, primary 0
+        RE(pause_after(nxsci_scan(num_patterns=4), saves=8))  # baseline, truth_maps, 4 darks, pattern 0, primary 0
     assert RE.state == "paused"
     RE.resume()
     stop = _one(docs, "stop")
@@ -206,7 +187,7 @@ def test_abort_closes_the_run_with_its_exit_status(beamline: Beamline) -> None:
     RE = RunEngine({}, call_returns_result=False)
     RE.subscribe(lambda name, doc: docs.append((name, doc)))
     with pytest.raises(RunEngineInterrupted):
-        RE(_pause_after(nxsci_scan(num_patterns=6), saves=9))  # truth_maps, 4 darks, then 2 configurations
+        RE(pause_after(nxsci_scan(num_patterns=6), saves=9))  # baseline, truth_maps, 4 darks, 1.5 configurations
     RE.abort(reason="operator stopped the scan")
     stop = _one(docs, "stop")
     assert stop["exit_status"] == "abort"
