@@ -100,10 +100,10 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from nxsci.demo import run_recon_demo
+    from nxsci.demo import run_demo, run_recon_demo
 
-    report = run_recon_demo(Path(args.output), size=args.size, sampling=args.sampling, seed=args.seed,
-                            method=args.method)
+    demo = run_recon_demo if args.offline else run_demo
+    report = demo(Path(args.output), size=args.size, sampling=args.sampling, seed=args.seed, method=args.method)
     print(json.dumps({"psnr": report["psnr"], "mean_dependence": report["mean_dependence"],
                       "invertibility": report["invertibility"]}, indent=2))
     print(f"wrote {args.output}/report.json and {args.output}/report.png")
@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconstruct", help="reconstruct element maps from an interchange file")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--method", default=None, help="pinv | tv | guided-tv | ... (default: the benchmark winner)")
+    p.add_argument("--method", default=None,
+                   help="see `nxsci methods` (default: the benchmark winner: composition-tv with a TXM image, else tv)")
     p.add_argument("--elements", default=None, help="comma-separated, e.g. Mn,Co (default: all)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter (repeatable)")
@@ -283,8 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", dest="command_code", default=None, metavar="CODE", help="run CODE in the session and exit")
     p.set_defaults(func=cmd_shell)
 
-    p = sub.add_parser("demo", help="simulate, reconstruct and write a report (reconstruction-only demo)")
+    p = sub.add_parser("demo", help="the main job: simulated beamline -> RunEngine -> tiled -> pipeline -> "
+                                    "reconstruction -> nxsci-demo/report.{json,png}")
     p.add_argument("-o", "--output", default="nxsci-demo")
+    p.add_argument("--offline", action="store_true",
+                   help="skip the acquisition: simulate the dataset with the library (reconstruction only)")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--sampling", type=float, default=0.15)
     p.add_argument("--seed", type=int, default=0)
