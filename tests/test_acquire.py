@@ -1,0 +1,58 @@
+"""``nxsci acquire``: one scan from the command line into the embedded catalog or a tiled server; the run
+uid on the last line of stdout."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _acquisition_harness import API_KEY, env, fast_config, nxsci
+from nxsci.services import TiledServer, TiledSettings, open_catalog
+
+
+def _uid(stdout: str) -> str:
+    last = stdout.strip().splitlines()[-1]
+    uuid.UUID(last)  # a run uid, alone on the last line
+    return last
+
+
+@pytest.mark.slow
+def test_acquire_into_the_embedded_catalog(tmp_path: Path) -> None:
+    config = fast_config(tmp_path)
+    out = nxsci("acquire", "--mode", "sim", "--config", str(config), "--num-patterns", "3", "-q",
+                environ=env(NXSCI_DATA_DIR=str(tmp_path / "data"), NXSCI_TILED_URI="", NXSCI_TILED_API_KEY=""))
+    assert out.returncode == 0, out.stderr
+    uid = _uid(out.stdout)
+    assert "embedded catalog" in out.stderr
+    with open_catalog(settings=TiledSettings(data_dir=tmp_path / "data", tiled_api_key=API_KEY)) as catalog:
+        run = catalog.run(uid)
+        assert run.metadata["start"]["plan_name"] == "nxsci_scan" and run.metadata["stop"]["exit_status"] == "success"
+        assert run["primary"]["camera_image"].read().shape == (3, 32, 32)
+    bad = nxsci("acquire", "--config", str(config), "--num-patterns", "0", "-q",
+                environ=env(NXSCI_DATA_DIR=str(tmp_path / "data2")))
+    assert bad.returncode == 2 and "num_patterns must be a positive integer" in bad.stderr
+
+
+@pytest.mark.slow
+def test_acquire_into_a_tiled_server_with_a_pattern_library(tmp_path: Path) -> None:
+    config = fast_config(tmp_path)
+    settings = TiledSettings(data_dir=tmp_path / "server", tiled_api_key=API_KEY)
+    with TiledServer(settings) as server:
+        environ = env(NXSCI_TILED_API_KEY=API_KEY)
+        library = nxsci("acquire", "--config", str(config), "--num-patterns", "4", "--calibrate", "-q",
+                        "--tiled", str(server.uri), environ=environ)
+        assert library.returncode == 0, library.stderr
+        library_uid = _uid(library.stdout)
+        scan = nxsci("acquire", "--config", str(config), "--pattern-library", library_uid, "-q",
+                     "--tiled", str(server.uri), environ=environ)
+        assert scan.returncode == 0, scan.stderr
+        with open_catalog(server.uri, api_key=API_KEY) as catalog:
+            run = catalog.run(_uid(scan.stdout))
+            assert run.metadata["start"]["pattern_library"] == library_uid
+            assert set(run) == {"baseline", "dark", "primary", "truth_maps"}  # sample-in data only
+            spectra = run["primary"]["vortex_mca_spectrum"].read()
+            assert spectra.dtype == np.int32 and spectra.shape == (4, 2048)
+            assert catalog.run(library_uid)["pattern"]["camera_image"].read().shape == (4, 32, 32)
