@@ -1,21 +1,24 @@
-"""Reconstruction quality vs sampling ratio, like the paper's Fig. 3C (PSNR / SSIM at 100/50/25/5 %).
+"""Reconstruction quality vs sampling ratio (like the paper's Fig. 3C), the TXM-aware methods, and scaling.
 
-Run ``python benchmarks/recon_quality.py`` (full run, ~25-30 min on 2 cores) or ``--quick`` (smoke run, a few
-minutes). Markdown tables go to stdout and ``benchmarks/out/recon_quality.md``; every number (per seed, the
-solver info and the oracle weight searches) goes to ``benchmarks/out/recon_quality.json``; one progress
-line per solve goes to stderr. ``main(argv)`` runs it from Python (``main(["--quick", "--out-dir", tmp])``);
+Run ``python benchmarks/recon_quality.py`` (main run: 64x64 battery, 25/10/5 %, every method on seed 0, the
+headline on seeds 0-2; ~40 min on a busy 2-core machine), ``--quick`` (smoke run, a few minutes) or
+``--scaling`` (time and memory of the default method and SIREN vs image size, a separate run). Markdown
+tables go to stdout and ``<out-dir>/recon_quality.md`` (``recon_scaling.md``); every number (per seed and
+element, the solver info, the oracle weight searches) goes to the matching ``.json``; one progress line per
+solve goes to stderr. ``main(argv)`` runs it from Python (``main(["--quick", "--out-dir", tmp])``);
 importing the module runs nothing.
 
 Cases
-    For each image and seed, one structured-illumination experiment is simulated at the largest requested
-    sampling with :func:`nxsci.recon.simulate_case` (two-diffuser patterns, Poisson XRF counts, noisy
-    recorded pattern frames); each lower sampling uses the first N of those patterns (a random subset,
-    since diffuser positions are i.i.d.), like stopping the acquisition early. Samplings run from the
-    smallest N up. Images: the battery phantom scored on ONE element map (``--element``, default Ni; not
-    an average over elements) and natural images (single map "X"). Every method is scored against the
-    noiseless truth map in signal units.
+    Each (image, sampling, seed) is one simulated structured-illumination experiment,
+    ``simulate_case(phantom=image, size=..., sampling=s, seed=k)`` (two-diffuser patterns, Poisson XRF
+    counts, noisy recorded pattern frames). Different samplings of one seed share the patterns (the first N
+    of the same random diffuser schedule) but not the noise realisation. Images: the battery phantom (Mn,
+    Co, Ni, a TXM image and a binder particle seen only by the TXM) and natural images (single map "X").
+    Table A scores ONE element map (``--element``, default Ni) on the ``--seeds``; the rows that reconstruct
+    every element at once (below) are also scored on every element (Table B). Every method is scored
+    against the noiseless truth map in signal units.
 
-Methods (``--methods``; TV parameters not named here are the library's defaults, recorded in the JSON)
+Methods (``--methods``; parameters not named here are the library's defaults, recorded in the JSON)
     point      raster point scanning with the same number N of measurements and the same dose (below),
                interpolated back to the full grid (cubic by default, ``--point-interp``).
     pinv       truncated-SVD pseudo-inverse, rank rule ``--pinv-rank`` (default: the library's, K-fold CV).
@@ -28,19 +31,53 @@ Methods (``--methods``; TV parameters not named here are the library's defaults,
                best. Grid points share one factorisation and warm-start each other (the way the library's
                own CV evaluates weights; falls back to independent solver calls if that internal API
                changes); the reported row is a fresh, cold library solve at the chosen weight, so its time
-               and memory are those of one solve (the search total is in the notes and JSON).
+               and memory are those of one solve (the search total is in the notes and JSON). In headline
+               cases the oracle is searched for every element (the headline compares per element).
     tv-pdhg    corrct's PDHG (``backend="pdhg"``) for ``--pdhg-iterations`` (2000) at the oracle weight: the
                peers' reference, nominally converged.
     tv-under   PDHG stopped after ``--under-iterations`` (300) at the oracle weight: under-converged TV.
     guided-tv  TXM-edge-weighted TV, weight (and guidance strength) by the library's cross-validation.
+  Every-element rows: one ``solver.reconstruct_all(ys (E, N), physics, guide=txm)`` call for all elements
+  (SIREN's joint mode trains one network for all), so their time and memory are for ALL elements (‡):
+    composition-tv     TV on element / TXM thickness, weight by the library's K-fold CV (default params).
+    siren              SIREN, the library's defaults (whatever they are when the benchmark runs).
+    siren-no-prior     SIREN with ``txm_prior=False`` (no TXM gradient term).
+    siren-map          SIREN with ``output="map"`` (no composition / TXM-thickness modulation).
+    siren-per-element  SIREN with ``joint=False`` (one network per element instead of one joint network).
+    siren-cold         SIREN with ``warm_start="none"``.
+    siren-paper        the paper's configuration (``siren-paper``) with ``steps`` cut to fit
+                       ``--paper-budget-s`` per case (all elements): a 3-step probe on this case measures
+                       seconds per step first (not timed in the row), then steps = budget / (s/step x
+                       networks trained). The steps it got are shown in the cells ([n st]).
+  Only the ablation overrides above are passed; ``--siren-set KEY=VALUE`` adds overrides to every
+  ``siren`` row (smoke runs only; labels then say so). An ablation whose override equals the library's
+  current default is labelled "(= default)".
+
+Headline (battery; ``--headline-seeds``, default 0 1 2; ``--no-headline`` turns it off)
+    For every sampling, headline seed and element: PSNR of the default method (``default_method(dataset)``,
+    all elements in one call) minus the TV-oracle's PSNR, the minimum margin and whether every margin is
+    >= 1 dB; the default method's wall time for all elements (target <= 30 s); and binder painting: the
+    mean of the map over the phantom's binder mask (``battery_phantom(size, seed).binder_mask``) divided by
+    its mean over the element's particles (truth > 10 % of its maximum); the truth's value is 0. Headline
+    seeds not in ``--seeds`` run only the oracle and the default method.
+
+Scaling (``--scaling``; a separate run)
+    Image side ``--scaling-sizes`` (64 128 256) x N = ``--scaling-samplings`` (5 10 25 50 %) of M: wall
+    time, CPU time and peak memory of the default method and of ``siren`` (``--scaling-methods``), all
+    elements per call. Each cell runs in a child process (simulation untimed) that is stopped when its solve
+    passes ``--scaling-budget-s``. Cells are skipped, and say why, when: the patterns alone would exceed the
+    library's limit; the predicted peak memory (the method's largest measured peak plus inputs, scaled by
+    N*M) exceeds ``--scaling-memory-gb``; a cell of the same method with smaller or equal N and M already
+    ran out of budget (cost grows with N and M); SIREN is also skipped where its warm-start method (the
+    default method with its own cross-validated parameters, which it then runs first) ran out of budget.
+    Time is never extrapolated: a cell that is not skipped for these reasons runs, up to the budget.
+    ``--reuse`` keeps the measured cells of an earlier scaling JSON and decides its skipped cells anew.
 
 Cost control (never silent)
-    Cross-validation multiplies the cost of a solve by folds x weights. Measured on one core at 80x80 (library
-    of 2026-11-26): tv auto ~7 s at N=320, ~1 min at N=1600, ~2.7 min at N=3200; guided-tv about twice that,
-    N=6400 more still. The auto-weight methods (tv, guided-tv) therefore run only where N*M <=
-    ``--cv-max-entries`` (default 1.1e7, i.e. up to 25 % at 80x80); other cells read "skipped (reason)".
-    ``--cv-folds`` lowers the folds if you raise that limit. The oracle costs ~5-7 converged solves sharing
-    one factorisation; the pseudo-inverse SVD at N=6400 takes ~2 min single-threaded.
+    Cross-validation multiplies the cost of a solve by folds x weights. The single-element auto-weight
+    methods (tv, guided-tv) run only where N*M <= ``--cv-max-entries`` (default 1.1e7); other cells read
+    "skipped (reason)". ``--cv-folds`` lowers the folds if you raise that limit. The every-element rows are
+    never skipped in the main run (the default method must be measured where the headline needs it).
 
 Dose rule for point scanning (equal dose, equal N, equal beam time)
     In the simulation a pattern of intensity P_i(r) yields expected counts sum_r P_i(r) t(r), where t is
@@ -57,9 +94,13 @@ Dose rule for point scanning (equal dose, equal N, equal beam time)
 
 Timing and memory
     Wall time is ``time.perf_counter`` around one solver call (a fresh ``PatternPhysics`` per call, built
-    outside the timed region; everything the solver does, e.g. the operator norm, factorisations and CV, is
-    inside). Every solver is first run once on a 24x24 problem so imports and first-call costs are not
-    timed. BLAS and OpenMP run single-threaded (threadpoolctl) and torch uses 1 thread: one-core numbers.
+    outside the timed region; everything the solver does, e.g. the operator norm, factorisations, CV, warm
+    starts and training, is inside). Every solver is first run once on a 24x24 problem so imports and
+    first-call costs are not timed. BLAS and OpenMP run single-threaded (threadpoolctl) and torch uses 1
+    thread; a solver that starts its own threads by default (the library's TV family may solve elements in
+    parallel, one core each) keeps them, as a user would get. CPU time is reported too (CPU > wall shows
+    such parallelism): on a machine shared with other jobs (load average recorded in the report) wall time
+    is inflated, CPU time much less so.
     Peak memory (``--memory``): "rss" (default on Linux) = peak resident set size during the call minus
     the RSS just before it, using the kernel's resettable high-water mark (write "5" to
     /proc/self/clear_refs, read VmHWM; after gc and malloc_trim). It counts everything (numpy, LAPACK
@@ -89,11 +130,31 @@ from typing import Any
 
 import numpy as np
 
-METHODS: tuple[str, ...] = ("point", "pinv", "tv", "tv-oracle", "tv-pdhg", "tv-under", "guided-tv")
+#: rows that reconstruct every element in one ``reconstruct_all`` call: library method, ablation overrides
+ALL_ELEMENT_ROWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "composition-tv": ("composition-tv", {}),
+    "siren": ("siren", {}),
+    "siren-no-prior": ("siren", {"txm_prior": False}),
+    "siren-map": ("siren", {"output": "map"}),
+    "siren-per-element": ("siren", {"joint": False}),
+    "siren-cold": ("siren", {"warm_start": "none"}),
+    "siren-paper": ("siren-paper", {}),  # steps: from --paper-budget-s, per case
+}
+METHODS: tuple[str, ...] = ("point", "pinv", "tv", "tv-oracle", "tv-pdhg", "tv-under", "guided-tv",
+                            *ALL_ELEMENT_ROWS)
 CV_METHODS = ("tv", "guided-tv")
-DEFAULTS: dict[str, Any] = {"size": 80, "samplings": [100.0, 50.0, 25.0, 5.0], "images": ["battery", "camera"],
-                            "seeds": [0]}
-QUICK: dict[str, Any] = {"size": 48, "samplings": [25.0, 5.0], "images": ["battery"], "seeds": [0]}
+DEFAULTS: dict[str, Any] = {"size": 64, "samplings": [25.0, 10.0, 5.0], "images": ["battery"], "seeds": [0],
+                            "headline_seeds": [0, 1, 2]}
+QUICK: dict[str, Any] = {"size": 48, "samplings": [25.0, 5.0], "images": ["battery"], "seeds": [0],
+                         "headline_seeds": [0]}
+SCALING_DEFAULTS: dict[str, Any] = {"scaling_sizes": [64, 128, 256], "scaling_samplings": [5.0, 10.0, 25.0, 50.0]}
+#: the quality target of the headline: default method >= TV-oracle + 1 dB, <= 30 s for all elements
+TARGET_MARGIN_DB = 1.0
+TARGET_SECONDS = 30.0
+#: steps of the siren-paper probe that measures seconds per step before the budgeted run
+PAPER_PROBE_STEPS = 3
+#: particle mask of the binder check: truth > this fraction of the element's maximum
+PARTICLE_FRACTION = 0.1
 OUT_DIR = Path(__file__).resolve().parent / "out"
 #: quarter-decade log grid of the oracle: w = 10 ** (k / 4)
 ORACLE_K_RANGE = (-36, -4)  # 1e-9 .. 1e-1
@@ -109,21 +170,24 @@ PINV_CAPPED_FOLDS = 2
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="recon_quality.py",
-        description="Fig. 3C-style benchmark: PSNR/SSIM vs sampling ratio for point scanning, pseudo-inverse, "
-                    "TV (auto / oracle / under-converged) and guided TV, with wall time and peak memory.",
+        description="Fig. 3C-style benchmark: PSNR/SSIM/FRC vs sampling ratio for point scanning, pseudo-inverse, "
+                    "TV (auto / oracle / under-converged), guided TV, composition TV and SIREN (with ablations and "
+                    "the paper's configuration), with wall time and peak memory; a headline table (default "
+                    "method vs TV-oracle, every element, several seeds) and a --scaling mode.",
         epilog="Details (dose rule, memory method, cost caps): see the module docstring.")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: 48x48, samplings 25 5 %%, battery only, seed 0 (explicit flags still win)")
+                   help="smoke run: 48x48, samplings 25 5 %%, battery only, seed 0, headline seed 0 "
+                        "(explicit flags still win)")
     p.add_argument("--size", type=int, default=None,
                    help=f"image size in px (default {DEFAULTS['size']}; --quick: {QUICK['size']})")
     p.add_argument("--samplings", type=float, nargs="+", default=None, metavar="PCT",
-                   help="sampling ratios N/M in percent (default 100 50 25 5; --quick: 25 5)")
+                   help="sampling ratios N/M in percent (default 25 10 5; --quick: 25 5)")
     p.add_argument("--images", nargs="+", default=None, metavar="NAME",
                    help="'battery' and/or natural image names, e.g. camera coins "
-                        "(default battery camera; --quick: battery)")
+                        "(default battery)")
     p.add_argument("--element", default="Ni",
                    help="battery element map that is reconstructed and scored (default: %(default)s)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="simulation seeds (default 0)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="simulation seeds of Tables A/B (default 0)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD",
                    help=f"subset of {', '.join(METHODS)} (default: all)")
     p.add_argument("--photons", type=float, default=1e5,
@@ -152,25 +216,73 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     p.add_argument("--out-dir", type=Path, default=OUT_DIR,
                    help="where recon_quality.md/.json are written (default: %(default)s)")
+    p.add_argument("--headline-seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="seeds of the headline table (battery, every element, default method vs TV-oracle) "
+                        "(default 0 1 2; --quick: 0)")
+    p.add_argument("--no-headline", action="store_true", help="skip the headline table")
+    p.add_argument("--paper-budget-s", type=float, default=120.0,
+                   help="wall-time budget of the siren-paper row per case, all elements: steps are set from a "
+                        "measured s/step to fit it (default: %(default)s)")
+    p.add_argument("--siren-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra parameter override for every 'siren' row (value parsed as JSON, else a string); "
+                        "for smoke runs, the published tables use none")
+    p.add_argument("--reuse", type=Path, default=None, metavar="JSON",
+                   help="carry the rows of methods NOT run now (and not needed now) over from an earlier "
+                        "recon_quality.json of the same cases, e.g. to rerun only the SIREN rows after the "
+                        "library changed; with --scaling: keep the measured cells of an earlier "
+                        "recon_scaling.json and decide its skipped cells anew. The report lists what was reused")
+    p.add_argument("--scaling", action="store_true",
+                   help="run the scaling benchmark instead (time/memory vs image size; see the docstring)")
+    p.add_argument("--scaling-sizes", type=int, nargs="+", default=None, metavar="PX",
+                   help="--scaling: image sides (default 64 128 256)")
+    p.add_argument("--scaling-samplings", type=float, nargs="+", default=None, metavar="PCT",
+                   help="--scaling: N as a percentage of M (default 5 10 25 50)")
+    p.add_argument("--scaling-methods", nargs="+", default=["default", "siren"], metavar="METHOD",
+                   help="--scaling: 'default' (default_method of the data) and/or library method names "
+                        "(default: %(default)s)")
+    p.add_argument("--scaling-budget-s", type=float, default=300.0,
+                   help="--scaling: a solve running longer is stopped and reported as over budget "
+                        "(default: %(default)s)")
+    p.add_argument("--scaling-memory-gb", type=float, default=None,
+                   help="--scaling: skip cells whose predicted peak exceeds this (default: half the "
+                        "available memory at start)")
+    p.add_argument("--scaling-cell", default=None, help=argparse.SUPPRESS)  # internal: one child measurement
     return p
+
+
+def _parse_set(items: Sequence[str], p: argparse.ArgumentParser) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            p.error(f"--siren-set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = _parser()
     args = p.parse_args(list(argv) if argv is not None else None)
-    base = QUICK if args.quick else DEFAULTS
+    base = {**(QUICK if args.quick else DEFAULTS), **SCALING_DEFAULTS}
     for key, value in base.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     from nxsci.recon import PHANTOMS, get_solver  # noqa: PLC0415 (keep `import recon_quality` cheap)
 
+    if args.scaling_cell is not None:
+        return args
     bad = [im for im in args.images if im not in PHANTOMS]
     if bad:
         p.error(f"unknown image(s) {bad}; choose from {', '.join(PHANTOMS)}")
-    if args.size < 16:
-        p.error("--size must be >= 16")
-    if any(not (0 < s <= 100) for s in args.samplings):
-        p.error("--samplings are percentages in (0, 100]")
+    if args.size < 16 or any(s < 16 for s in args.scaling_sizes):
+        p.error("--size / --scaling-sizes must be >= 16")
+    if any(not (0 < s <= 100) for s in [*args.samplings, *args.scaling_samplings]):
+        p.error("--samplings / --scaling-samplings are percentages in (0, 100]")
+    if args.paper_budget_s <= 0 or args.scaling_budget_s <= 0:
+        p.error("budgets must be > 0 s")
     if args.pinv_rank is None:  # record the library's default explicitly
         args.pinv_rank = get_solver("pinv").params.rank
     elif args.pinv_rank.lstrip("-").isdigit():
@@ -179,8 +291,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         get_solver("pinv", {"rank": args.pinv_rank})
     except Exception as exc:  # noqa: BLE001 - the library's own message names the valid choices
         p.error(f"--pinv-rank: {exc}")
+    args.siren_set = _parse_set(args.siren_set, p)
+    try:
+        get_solver("siren", args.siren_set)
+    except Exception as exc:  # noqa: BLE001
+        p.error(f"--siren-set: {exc}")
+    for m in args.scaling_methods:
+        if m != "default":
+            try:
+                get_solver(m)
+            except Exception as exc:  # noqa: BLE001
+                p.error(f"--scaling-methods: {exc}")
     args.samplings = sorted(set(args.samplings), reverse=True)
+    args.scaling_sizes = sorted(set(args.scaling_sizes))
+    args.scaling_samplings = sorted(set(args.scaling_samplings))
     args.methods = [m for m in METHODS if m in args.methods]  # canonical order
+    args.headline_seeds = [] if args.no_headline or "battery" not in args.images else sorted(set(args.headline_seeds))
     return args
 
 
@@ -238,7 +364,24 @@ def machine_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "corrct": _dist_version("corrct"),
         "blas": [f"{i.get('internal_api')} {i.get('version')} ({i.get('user_api')})" for i in threadpool_info()],
+        "load_average_at_start": _loadavg(),
+        "openblas_num_threads_env": os.environ.get("OPENBLAS_NUM_THREADS"),
     }
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def _mem_available_gb() -> float:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024**2
+    return 4.0
 
 
 def _status_kb(field: str) -> int:
@@ -397,11 +540,28 @@ def oracle_search(fit: Callable[[float], dict[str, Any]], k_start: int,
 # -- one case --------------------------------------------------------------------------------------
 
 
-def _metrics(x: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+def binder_ratio(x: np.ndarray, truth: np.ndarray, binder: np.ndarray) -> float:
+    """Mean of ``x`` over the binder mask / its mean over the element's particles (truth > 10 % of its max).
+
+    Binder carries no element (truth: 0), but the TXM shows it: a TXM-driven method that paints TXM edges or
+    thickness into the map raises this ratio. NaN when either mask is empty or the particle mean is <= 0.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    particles = truth > PARTICLE_FRACTION * float(truth.max())
+    if not binder.any() or not particles.any():
+        return float("nan")
+    den = float(np.mean(x[particles]))
+    return float(np.mean(x[binder])) / den if den > 0 else float("nan")
+
+
+def _metrics(x: np.ndarray, truth: np.ndarray, binder: np.ndarray | None = None) -> dict[str, float]:
     from nxsci.recon import frc_resolution, psnr, ssim
 
-    return {"psnr": float(psnr(x, truth)), "ssim": float(ssim(x, truth)),
-            "frc_px": float(frc_resolution(x, truth)), "mse": float(np.mean((x.astype(np.float64) - truth) ** 2))}
+    out = {"psnr": float(psnr(x, truth)), "ssim": float(ssim(x, truth)),
+           "frc_px": float(frc_resolution(x, truth)), "mse": float(np.mean((x.astype(np.float64) - truth) ** 2))}
+    if binder is not None:
+        out["binder_ratio"] = binder_ratio(x, truth, binder)
+    return out
 
 
 def _fmt_weight(w: float | None) -> str:
@@ -460,12 +620,19 @@ class _OracleFitter:
         return self._public(wgt)
 
 
+def _accepts(method: str, key: str) -> bool:
+    from nxsci.recon import get_solver
+
+    return key in get_solver(method).params.model_dump()
+
+
 class Runner:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.probe = Probe(args.memory)
         self.done = 0
         self.total = 0
+        self.specs: dict[str, tuple[str, dict[str, Any]]] = dict(ALL_ELEMENT_ROWS)
 
     def log(self, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -481,6 +648,38 @@ class Runner:
         rec["info"] = {**res.info, "params": solver.params.model_dump()}
         return res.x, rec
 
+    def solve_all(self, method: str, params: dict[str, Any], sub: Any) -> tuple[list[np.ndarray], dict]:
+        """One timed ``reconstruct_all`` call for every element of ``sub`` (joint methods train once)."""
+        from nxsci.recon import PatternPhysics, get_solver
+
+        solver = get_solver(method, params)
+        physics = PatternPhysics(sub.patterns)
+        ys = np.stack([sub.signal(e) for e in sub.elements])
+        with self.probe.measure() as rec:
+            results = solver.reconstruct_all(ys, physics, guide=sub.txm)
+        rec["info"] = {"params": solver.params.model_dump(),
+                       "per_element": {e: r.info for e, r in zip(sub.elements, results)}}
+        return [np.asarray(r.x) for r in results], rec
+
+    def row_params(self, key: str) -> tuple[str, dict[str, Any]]:
+        """Library method and the parameters this row passes (ablation overrides only, plus --cv-folds)."""
+        method, over = self.specs[key]
+        params = dict(over)
+        if method == "siren":
+            params = {**self.args.siren_set, **params}
+        if self.args.cv_folds is not None and _accepts(method, "cv_folds"):
+            params["cv_folds"] = self.args.cv_folds
+        return method, params
+
+    def add_default(self, name: str) -> str:
+        """The row key of the library's default method (an every-element row; added when not listed)."""
+        for key, (method, over) in self.specs.items():
+            if method == name and not over:
+                return key
+        key = f"default:{name}"
+        self.specs[key] = (name, {})
+        return key
+
     def warm_up(self) -> None:
         """First calls pay imports (corrct), allocator and torch start-up: keep them out of the timings."""
         from nxsci.recon import simulate_case
@@ -492,29 +691,37 @@ class Runner:
         self.solve("tv", {"weight": 1e-5, "backend": "pdhg", "iterations": 20}, ds, y)
         self.solve("guided-tv", {"weight": 1e-5}, ds, y)
         self.solve("tv", {"cv_folds": 2, "weight_range": (1e-5, 1e-4)}, ds, y)
+        self.solve_all("composition-tv", {"cv_folds": 2, "weight_range": (1e-5, 1e-4)}, ds)
+        self.solve_all("siren", {"steps": 3, "warm_steps": 3, "warm_start": "none"}, ds)
+        self.solve_all("siren-paper", {"steps": 2}, ds.subset(np.arange(ds.num_patterns)))
         _metrics(ds.truth(ds.elements[-1]), ds.truth(ds.elements[-1]))
 
     def _oracle_fitter(self, sub: Any, y: np.ndarray) -> "_OracleFitter":
         return _OracleFitter(sub, y)
 
-    def run_case(self, image: str, element: str, seed: int, pct: float, sub: Any,
-                 prev_oracle: float | None) -> tuple[list[dict], dict | None]:
+    def run_case(self, image: str, element: str, seed: int, pct: float, sub: Any, prev_oracle: dict[str, float],
+                 methods: Sequence[str], oracle_elements: Sequence[str],
+                 binder: np.ndarray | None) -> tuple[list[dict], list[dict]]:
+        """Every requested row of one case. ``element`` is Table A's; ``oracle_elements`` get a TV-oracle
+        (the headline needs every element's); every-element rows score every element."""
         a = self.args
         n = sub.num_patterns
         h, w = sub.image_shape
         m = h * w
         truth = sub.truth(element).astype(np.float64)
         y = sub.signal(element)
-        base = {"image": image, "element": element, "seed": seed, "sampling_pct": pct, "n": n, "m": m}
         rows: list[dict] = []
-        oracle_record: dict | None = None
+        oracle_records: list[dict] = []
+        oracle_weight: dict[str, float] = {}
         cv_weight: float | None = None
 
-        def emit(method: str, status: str, *, x: np.ndarray | None = None, rec: dict | None = None,
-                 reason: str = "", weight: float | None = None, extra: dict | None = None) -> None:
-            row = {**base, "method": method, "status": status, "reason": reason}
+        def emit(method: str, status: str, *, el: str = element, x: np.ndarray | None = None,
+                 rec: dict | None = None, reason: str = "", weight: float | None = None,
+                 extra: dict | None = None) -> None:
+            row = {"image": image, "element": el, "seed": seed, "sampling_pct": pct, "n": n, "m": m,
+                   "method": method, "status": status, "reason": reason}
             if x is not None:
-                row.update(_metrics(x, truth))
+                row.update(_metrics(x, sub.truth(el).astype(np.float64), binder))
             if rec is not None:
                 row.update(seconds=rec["seconds"], cpu_seconds=rec["cpu_seconds"], peak_mb=rec["peak_mb"])
                 row["info"] = rec.get("info", {})
@@ -523,17 +730,20 @@ class Runner:
             rows.append(row)
             self.done += 1
             if status == "ok":
-                msg = (f"PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.3f}  {row['seconds']:7.1f} s  "
-                       f"{row['peak_mb']:7.1f} MB" + (f"  w={weight:.2e}" if weight is not None else ""))
+                msg = (f"PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.3f}  {row['seconds']:7.1f} s "
+                       f"(cpu {row['cpu_seconds']:6.1f})  {row['peak_mb']:7.1f} MB"
+                       + (f"  w={weight:.2e}" if weight is not None else "")
+                       + (f"  binder {100 * row['binder_ratio']:.1f} %" if "binder_ratio" in row else ""))
             else:
                 msg = f"{status} ({reason})"
-            self.log(f"[{self.done}/{self.total}] {image}/{element} {pct:g}% (N={n}) seed {seed} {method:<9} {msg}")
+            self.log(f"[{self.done}/{self.total}] {image}/{el} {pct:g}% (N={n}) seed {seed} {method:<17} {msg}")
 
-        def guarded(method: str, fn: Callable[[], None]) -> None:
+        def guarded(method: str, fn: Callable[[], None], els: Sequence[str] = (element,)) -> None:
             try:
                 fn()
             except Exception as exc:  # noqa: BLE001 - a failing method is reported, never dropped
-                emit(method, "failed", reason=f"{type(exc).__name__}: {exc}")
+                for el in els:
+                    emit(method, "failed", el=el, reason=f"{type(exc).__name__}: {exc}")
 
         cv_params: dict[str, Any] = {"seed": seed}
         if a.cv_folds is not None:
@@ -571,47 +781,64 @@ class Runner:
                 cv_weight = wgt
             emit(method, "ok", x=x, rec=rec, weight=wgt)
 
-        def run_oracle() -> None:
-            nonlocal oracle_record
+        def run_oracle(el: str) -> None:
             t0 = time.perf_counter()
-            fitter = self._oracle_fitter(sub, y)
+            y_el = sub.signal(el)
+            truth_el = sub.truth(el).astype(np.float64)
+            fitter = self._oracle_fitter(sub, y_el)
 
             def fit(wgt: float) -> dict[str, Any]:
                 t1 = time.perf_counter()
                 x, info = fitter(wgt)
-                met = _metrics(x, truth)
-                self.log(f"      oracle grid w={wgt:.2e}: PSNR {met['psnr']:.2f} dB, "
+                met = _metrics(x, truth_el)
+                self.log(f"      oracle {el} w={wgt:.2e}: PSNR {met['psnr']:.2f} dB, "
                          f"{info.get('iterations')} it, {time.perf_counter() - t1:.1f} s")
                 return {**met, **info, "weight": wgt}
 
-            if prev_oracle is not None:  # the previous sampling's oracle weight: a close guess, quarter steps
-                kb, runs = oracle_search(fit, round(4 * math.log10(prev_oracle)), step=1)
-            else:  # this case's CV weight (often several-fold off) or a default: half-decade steps first
-                start = cv_weight or ORACLE_DEFAULT_START
+            if el in prev_oracle:  # the previous sampling's oracle weight: a close guess, quarter steps
+                kb, runs = oracle_search(fit, round(4 * math.log10(prev_oracle[el])), step=1)
+            else:  # this case's CV weight or Table A element's oracle (often several-fold off): half-decades
+                start = (cv_weight if el == element else None) or oracle_weight.get(element) or ORACLE_DEFAULT_START
                 kb, runs = oracle_search(fit, 2 * round(2 * math.log10(start)), step=2)
             k0 = next(iter(runs))  # the first grid point evaluated is the start
-            oracle_record = {
-                **base, "weight": runs[kb]["weight"], "k": kb, "mode": fitter.mode, "fits": len(runs),
+            record = {
+                "image": image, "element": el, "seed": seed, "sampling_pct": pct, "n": n, "m": m,
+                "weight": runs[kb]["weight"], "k": kb, "mode": fitter.mode, "fits": len(runs),
                 "start_weight": 10.0 ** (k0 / 4.0), "at_grid_edge": kb in ORACLE_K_RANGE,
                 "psnr_search_at_best": runs[kb]["psnr"],
                 "grid": [{key: runs[k][key] for key in ("weight", "psnr", "ssim", "iterations")} for k in sorted(runs)]}
             search_s = time.perf_counter() - t0
-            if "tv-oracle" in a.methods:  # the reported result: a fresh, cold library solve at that weight
-                x, rec = self.solve("tv", {"weight": oracle_record["weight"]}, sub, y)
-                emit("tv-oracle", "ok", x=x, rec=rec, weight=oracle_record["weight"],
+            record["search_seconds"] = search_s
+            oracle_records.append(record)
+            oracle_weight[el] = record["weight"]
+            if "tv-oracle" in methods:  # the reported result: a fresh, cold library solve at that weight
+                x, rec = self.solve("tv", {"weight": record["weight"]}, sub, y_el)
+                emit("tv-oracle", "ok", el=el, x=x, rec=rec, weight=record["weight"],
                      extra={"search_seconds": search_s, "search_fits": len(runs), "search_mode": fitter.mode})
-            oracle_record["search_seconds"] = search_s
 
         def run_pdhg(method: str, iterations: int) -> None:
-            if oracle_record is None:
+            if element not in oracle_weight:
                 emit(method, "skipped", reason="no oracle weight: the oracle search failed")
                 return
-            wgt = oracle_record["weight"]
+            wgt = oracle_weight[element]
             x, rec = self.solve("tv", {"weight": wgt, "backend": "pdhg", "iterations": iterations}, sub, y)
             emit(method, "ok", x=x, rec=rec, weight=wgt)
 
+        def run_all(key: str) -> None:
+            method, params = self.row_params(key)
+            extra: dict[str, Any] = {"all_elements": len(sub.elements), "library_method": method,
+                                     "overrides": params}
+            if method == "siren-paper":
+                steps, probe = self._paper_steps(method, params, sub)
+                params = {**params, "steps": steps}
+                extra.update(paper_steps=steps, paper_probe=probe, cell_note=f"[{steps} st]", overrides=params)
+            maps, rec = self.solve_all(method, params, sub)
+            for el, x in zip(sub.elements, maps):
+                emit(key, "ok", el=el, x=x, rec=rec, weight=_info_weight(rec["info"]["per_element"][el]),
+                     extra=extra)
+
         oracle_tried = False
-        for method in a.methods:
+        for method in methods:
             if method == "point":
                 guarded(method, run_point)
             elif method == "pinv":
@@ -623,21 +850,51 @@ class Runner:
                                 f"cross-validation multiplies a solve by folds x weights (see the script docstring)")
                     continue
                 guarded(method, lambda method=method: run_cv(method))
-            else:  # tv-oracle, tv-pdhg, tv-under: one oracle search serves all three
+            elif method in ("tv-oracle", "tv-pdhg", "tv-under"):  # one oracle search per element serves all
                 if not oracle_tried:
                     oracle_tried = True
-                    guarded("tv-oracle", run_oracle)
+                    for el in oracle_elements:
+                        guarded("tv-oracle", lambda el=el: run_oracle(el), els=(el,))
                 if method == "tv-pdhg":
                     guarded(method, lambda: run_pdhg("tv-pdhg", a.pdhg_iterations))
                 elif method == "tv-under":
                     guarded(method, lambda: run_pdhg("tv-under", a.under_iterations))
-        return rows, oracle_record
+            elif method in self.specs:
+                guarded(method, lambda method=method: run_all(method), els=sub.elements)
+            else:
+                raise ValueError(f"unknown benchmark row {method!r}")
+        return rows, oracle_records
+
+    def _paper_steps(self, method: str, params: dict[str, Any], sub: Any) -> tuple[int, dict[str, Any]]:
+        """Steps of the paper configuration that fit --paper-budget-s: a short probe measures s/step."""
+        from nxsci.recon import PatternPhysics, get_solver
+
+        solver = get_solver(method, {**params, "steps": PAPER_PROBE_STEPS})
+        t0 = time.perf_counter()
+        res = solver.reconstruct_all(sub.signal(sub.elements[0])[None, :], PatternPhysics(sub.patterns),
+                                     guide=sub.txm)
+        probe_s = time.perf_counter() - t0
+        sps = float(res[0].info.get("seconds_per_step") or probe_s / PAPER_PROBE_STEPS)
+        networks = 1 if solver.params.joint else len(sub.elements)
+        steps = max(1, int(self.args.paper_budget_s / (sps * networks)))
+        self.log(f"      siren-paper probe: {sps:.2f} s/step x {networks} network(s) -> {steps} steps for "
+                 f"{self.args.paper_budget_s:g} s ({probe_s:.1f} s probe, not timed)")
+        return steps, {"seconds_per_step": sps, "networks": networks, "probe_seconds": probe_s,
+                       "probe_steps": PAPER_PROBE_STEPS, "budget_s": self.args.paper_budget_s}
+
+
+def _info_weight(info: dict[str, Any]) -> float | None:
+    w = info.get("weight")
+    return float(w) if isinstance(w, (int, float)) else None
 
 
 # -- reporting -------------------------------------------------------------------------------------
 
 
-def method_label(method: str, args: argparse.Namespace) -> str:
+def method_label(method: str, args: argparse.Namespace, report: dict[str, Any] | None = None) -> str:
+    labels = (report or {}).get("labels", {})
+    if method in labels:
+        return labels[method]
     return {
         "point": f"Point scan (equal dose, {args.point_interp} interp.)",
         "pinv": f"Pseudo-inverse (TSVD, rank {args.pinv_rank})",
@@ -646,10 +903,41 @@ def method_label(method: str, args: argparse.Namespace) -> str:
         "tv-pdhg": f"TV PDHG {args.pdhg_iterations} it (oracle weight)",
         "tv-under": f"TV under-converged (PDHG {args.under_iterations} it, oracle weight)",
         "guided-tv": "Guided TV, auto weight (K-fold CV)",
-    }[method]
+    }.get(method, method)
+
+
+def row_labels(runner: Runner, args: argparse.Namespace, default_keys: dict[str, str]) -> dict[str, Any]:
+    """Labels of the every-element rows (ablations say when they equal the library default) + their specs."""
+    from nxsci.recon import get_solver
+
+    base = {
+        "composition-tv": "Composition TV, auto weight (K-fold CV) ‡",
+        "siren": "SIREN (library defaults) ‡",
+        "siren-no-prior": "SIREN, no TXM gradient prior (txm_prior=false) ‡",
+        "siren-map": "SIREN, map output, no composition (output=map) ‡",
+        "siren-per-element": "SIREN, one network per element (joint=false) ‡",
+        "siren-cold": "SIREN, no warm start (warm_start=none) ‡",
+        "siren-paper": f"SIREN, paper config, {args.paper_budget_s:g} s budget [steps] ‡",
+    }
+    labels: dict[str, str] = {}
+    specs: dict[str, Any] = {}
+    for key, (method, over) in runner.specs.items():
+        lab = base.get(key, f"{method} (library defaults) ‡")
+        defaults = get_solver(method).params.model_dump()
+        same = [k for k, v in over.items() if defaults.get(k) == v]
+        if same:
+            lab = lab.replace(" ‡", f" (= default: {', '.join(same)}) ‡")
+        if method == "siren" and args.siren_set:
+            lab = lab.replace(" ‡", f" [+ {json.dumps(args.siren_set)}] ‡")
+        if key in default_keys.values():
+            lab = lab.replace(" ‡", " — default method ‡")
+        labels[key] = lab
+        specs[key] = {"method": method, "overrides": runner.row_params(key)[1], "equals_default": same}
+    return {"labels": labels, "specs": specs}
 
 
 def _mean_std(values: list[float], fmt: str) -> str:
+    values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
     if not values:
         return "n/a"
     if len(values) == 1:
@@ -657,7 +945,7 @@ def _mean_std(values: list[float], fmt: str) -> str:
     return f"{format(float(np.mean(values)), fmt)}±{format(float(np.std(values)), fmt)}"
 
 
-def _cell(rows: list[dict], keys: tuple[str, str], fmts: tuple[str, str]) -> str:
+def _cell(rows: list[dict], keys: tuple[str, ...], fmts: tuple[str, ...], *, notes: bool = True) -> str:
     ok = [r for r in rows if r["status"] == "ok"]
     if not ok:
         if not rows:
@@ -667,6 +955,9 @@ def _cell(rows: list[dict], keys: tuple[str, str], fmts: tuple[str, str]) -> str
         return f"{r['status']} ({short})"
     parts = [_mean_std([r[k] for r in ok], f) for k, f in zip(keys, fmts)]
     txt = " / ".join(parts) + (" †" if any(r.get("capped") for r in ok) else "")
+    cell_notes = sorted({r["cell_note"] for r in ok if r.get("cell_note")})
+    if notes and cell_notes:
+        txt += " " + " ".join(cell_notes)
     if len(ok) < len(rows):
         txt += f" (only {len(ok)} of {len(rows)} seeds; see detail)"
     return txt
@@ -678,43 +969,191 @@ def _table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{100 * v:.1f}"
+
+
+def _element_order(el: str) -> tuple[int, str]:
+    order = ("Mn", "Co", "Ni")
+    return (order.index(el) if el in order else len(order), el)
+
+
+def headline_summary(report: dict[str, Any], args: argparse.Namespace) -> dict[str, Any] | None:
+    """Margins of the default method over the TV-oracle per (sampling, seed, element), time per case."""
+    key = report.get("default_keys", {}).get("battery")
+    if not args.headline_seeds or key is None:
+        return None
+    res = [r for r in report["results"] if r["image"] == "battery" and r["seed"] in args.headline_seeds]
+    cases, margins, binder_d, binder_o = [], [], [], []
+    elements: list[str] = []
+    for pct in sorted(args.samplings):
+        for seed in args.headline_seeds:
+            here = [r for r in res if r["sampling_pct"] == pct and r["seed"] == seed]
+            dflt = {r["element"]: r for r in here if r["method"] == key}
+            orc = {r["element"]: r for r in here if r["method"] == "tv-oracle"}
+            if not dflt and not orc:
+                continue
+            case: dict[str, Any] = {"sampling_pct": pct, "seed": seed, "n": (here[0]["n"] if here else None),
+                                    "elements": {}}
+            for el in sorted(set(dflt) | set(orc), key=_element_order):
+                if el not in elements:
+                    elements.append(el)
+                d, o = dflt.get(el), orc.get(el)
+                e: dict[str, Any] = {"default_status": d["status"] if d else "missing",
+                                     "oracle_status": o["status"] if o else "missing"}
+                if d and d["status"] == "ok":
+                    e.update(default_psnr=d["psnr"], default_binder=d.get("binder_ratio"))
+                    binder_d.append(d.get("binder_ratio", float("nan")))
+                if o and o["status"] == "ok":
+                    e.update(oracle_psnr=o["psnr"], oracle_binder=o.get("binder_ratio"))
+                    binder_o.append(o.get("binder_ratio", float("nan")))
+                if "default_psnr" in e and "oracle_psnr" in e:
+                    e["margin_db"] = e["default_psnr"] - e["oracle_psnr"]
+                    margins.append((e["margin_db"], pct, seed, el))
+                case["elements"][el] = e
+            d0 = next((r for r in dflt.values() if r["status"] == "ok"), None)
+            if d0 is not None:
+                case.update(seconds=d0["seconds"], cpu_seconds=d0["cpu_seconds"], peak_mb=d0["peak_mb"])
+            cases.append(case)
+    expected = len(cases) * len(elements)
+    times = [c["seconds"] for c in cases if "seconds" in c]
+    cpu = [c["cpu_seconds"] for c in cases if "cpu_seconds" in c]
+    worst = min(margins) if margins else None
+    fin = lambda v: [x for x in v if isinstance(x, (int, float)) and math.isfinite(x)]  # noqa: E731
+    elements.sort(key=_element_order)
+    return {
+        "method_key": key, "method": report["default_methods"]["battery"], "elements": elements, "cases": cases,
+        "margins_measured": len(margins), "margins_expected": expected,
+        "min_margin_db": worst[0] if worst else None,
+        "min_margin_case": {"sampling_pct": worst[1], "seed": worst[2], "element": worst[3]} if worst else None,
+        "mean_margin_db": float(np.mean([m[0] for m in margins])) if margins else None,
+        "all_margins_ge_target": bool(margins) and len(margins) == expected
+        and all(m[0] >= TARGET_MARGIN_DB for m in margins),
+        "margins_below_target": sum(m[0] < TARGET_MARGIN_DB for m in margins),
+        "max_seconds": max(times) if times else None, "max_cpu_seconds": max(cpu) if cpu else None,
+        "cases_within_time": sum(t <= TARGET_SECONDS for t in times), "cases_timed": len(times),
+        "binder_default_max": max(fin(binder_d)) if fin(binder_d) else None,
+        "binder_default_mean": float(np.mean(fin(binder_d))) if fin(binder_d) else None,
+        "binder_oracle_mean": float(np.mean(fin(binder_o))) if fin(binder_o) else None,
+    }
+
+
+def render_headline(h: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    els = h["elements"]
+    hdr = (["Sampling", "Seed", "N"] + [f"{el}: default − oracle (dB)" for el in els]
+           + [f"binder/particles, default ({' / '.join(els)}), %", "time all elements: wall s (CPU s)", "peak MB"])
+    body = []
+    for c in h["cases"]:
+        cells = []
+        for el in els:
+            e = c["elements"].get(el, {})
+            if "margin_db" in e:
+                cells.append(f"{e['default_psnr']:.2f} − {e['oracle_psnr']:.2f} = **{e['margin_db']:+.2f}**")
+            else:
+                cells.append(f"default {e.get('default_status', 'missing')}, "
+                             f"oracle {e.get('oracle_status', 'missing')}")
+        binder = " / ".join(_pct(c["elements"].get(el, {}).get("default_binder")) for el in els)
+        t = f"{c['seconds']:.1f} ({c['cpu_seconds']:.1f})" if "seconds" in c else "n/a"
+        pk = f"{c['peak_mb']:.0f}" if "peak_mb" in c else "n/a"
+        body.append([f"{c['sampling_pct']:g} %", str(c["seed"]), str(c["n"]), *cells, binder, t, pk])
+    mm = h["min_margin_db"]
+    mc = h["min_margin_case"]
+    lines = [f"## Headline — default method `{h['method']}` vs TV-oracle, battery {args.size}x{args.size}, "
+             f"seeds {' '.join(map(str, args.headline_seeds))}, every element", "", _table(hdr, body), "",
+             f"- minimum margin: **{mm:+.2f} dB**" + (f" ({mc['element']}, {mc['sampling_pct']:g} %, seed {mc['seed']})"
+                                                     if mc else "") if mm is not None else "- minimum margin: n/a",
+             f"- mean margin: {h['mean_margin_db']:+.2f} dB" if h["mean_margin_db"] is not None
+             else "- mean margin: n/a",
+             f"- every margin >= {TARGET_MARGIN_DB:g} dB: **{'yes' if h['all_margins_ge_target'] else 'no'}** "
+             f"({h['margins_below_target']} of {h['margins_measured']} below; "
+             f"{h['margins_measured']} of {h['margins_expected']} margins measured)",
+             f"- time <= {TARGET_SECONDS:g} s for all elements: {h['cases_within_time']} of {h['cases_timed']} cases "
+             f"(max {h['max_seconds']:.1f} s wall, {h['max_cpu_seconds']:.1f} s CPU; BLAS/torch one thread each, the "
+             f"library's own parallelism as by default)"
+             if h["max_seconds"] is not None else "- time: n/a",
+             f"- binder painting (mean over binder / mean over the element's particles; truth 0 %): default "
+             f"{_pct(h['binder_default_mean'])} % mean, {_pct(h['binder_default_max'])} % max; TV-oracle (no TXM) "
+             f"{_pct(h['binder_oracle_mean'])} % mean", ""]
+    return lines
+
+
 def render_markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
     mach, res = report["machine"], report["results"]
-    out = ["# Reconstruction quality vs sampling ratio (Fig. 3C-style)", ""]
+    out = ["# Reconstruction quality vs sampling ratio (Fig. 3C-style), TXM-aware methods, headline", ""]
     out += [
         f"- date (UTC): {mach['date_utc']}; run time: {report['total_seconds'] / 60:.1f} min"
         + ("" if report["complete"] else " (INCOMPLETE: partial results)"),
         f"- machine: {mach['host']}, {mach['cpu_model']}, os.cpu_count() = {mach['cpu_count']} "
         f"({mach['cpus_usable']} usable), {mach['memory_gb']} GB RAM; {mach['platform']}",
+        f"- load average (1/5/15 min) at start: {mach.get('load_average_at_start')}, at end: "
+        f"{report.get('load_average_at_end')} (other jobs share the CPUs: wall times are inflated, CPU times less)",
         f"- software: nxsci {mach['nxsci']}, Python {mach['python']}, numpy {mach['numpy']}, scipy {mach['scipy']}, "
         f"torch {mach['torch']}, corrct {mach['corrct']}; BLAS: {', '.join(mach['blas'])}",
-        "- threads: BLAS/OpenMP limited to 1 (threadpoolctl), torch.set_num_threads(1): one-core timings",
+        "- threads: BLAS/OpenMP limited to 1 (threadpoolctl), torch.set_num_threads(1); a solver that runs its own "
+        "threads by default (e.g. elements in parallel) keeps them: CPU time > wall time shows it"
+        + (f"; OPENBLAS_NUM_THREADS={mach['openblas_num_threads_env']}"
+           if mach.get("openblas_num_threads_env") else ""),
         f"- memory: {report['memory_method']}",
         f"- command: `{report['command']}`",
+        f"- library state: {report.get('library_state', 'n/a')}",
+        *([f"- REUSED rows (not rerun): {json.dumps(report['reused']['rows_by_method'])} from the run of "
+           f"{report['reused']['date_utc']} (`{report['reused']['command']}`; library state "
+           f"{report['reused']['library_state']}; load average at its start "
+           f"{report['reused']['load_average_at_start']})"] if report.get("reused") else []),
         "- parameters:", "", "```json", json.dumps(report["params"], indent=None), "```", "",
         "PSNR = 10 log10(range(truth)^2 / MSE) (standard; the paper's code used max/MSE, so values differ from "
-        "its figure). Scored against the noiseless truth map; battery: element "
-        f"{args.element} only (not an element average). Seeds: {len(args.seeds)}"
-        + (" (mean±std)" if len(args.seeds) > 1 else "") + ".", ""]
+        "its figure). FRC = Fourier ring correlation resolution vs the truth, 1/7 threshold, in pixels (lower is "
+        "better). Scored against the noiseless truth map; Table A: battery element "
+        f"{args.element} only (not an element average). Table seeds: {' '.join(map(str, args.seeds))}"
+        + (" (mean±std)" if len(args.seeds) > 1 else "") + ". ‡ = one `reconstruct_all` call for every element: "
+        "time and memory are for ALL elements (the other rows: one element).", ""]
     pcts = args.samplings
+    labels = lambda m: method_label(m, args, report)  # noqa: E731
     for image in args.images:
         el = args.element if image == "battery" else "X"
-        rows_i = [r for r in res if r["image"] == image]
+        rows_i = [r for r in res if r["image"] == image and r["seed"] in args.seeds]
         n_of = {p: next((r["n"] for r in rows_i if r["sampling_pct"] == p), None) for p in pcts}
         hdr = ["Method"] + [f"{p:g} % (N={n_of[p]})" for p in pcts]
+        present = {r["method"] for r in rows_i}
+        table_methods = [m for m in [*METHODS, *report.get("labels", {})] if m in present]
+        table_methods = list(dict.fromkeys(table_methods))
         body_q, body_c = [], []
-        for method in args.methods:
-            sel = {p: [r for r in rows_i if r["method"] == method and r["sampling_pct"] == p] for p in pcts}
-            body_q.append([method_label(method, args)]
-                          + [_cell(sel[p], ("psnr", "ssim"), (".2f", ".3f")) for p in pcts])
-            body_c.append([method_label(method, args)] + [_cell(sel[p], ("seconds", "peak_mb"), (".1f", ".0f"))
-                                                          for p in pcts])
-        out += [f"## Table A — {image} ({el}), {args.size}x{args.size}: PSNR (dB) / SSIM", "",
+        for method in table_methods:
+            sel = {p: [r for r in rows_i if r["method"] == method and r["sampling_pct"] == p and r["element"] == el]
+                   for p in pcts}
+            body_q.append([labels(method)] + [_cell(sel[p], ("psnr", "ssim", "frc_px"), (".2f", ".3f", ".1f"))
+                                              for p in pcts])
+            body_c.append([labels(method)] + [_cell(sel[p], ("seconds", "cpu_seconds", "peak_mb"),
+                                                    (".1f", ".1f", ".0f")) for p in pcts])
+        out += [f"## Table A — {image} ({el}), {args.size}x{args.size}: PSNR (dB) / SSIM / FRC (px)", "",
                 _table(hdr, body_q), "",
-                f"## Table A (cost) — {image} ({el}): wall time (s) / peak memory (MB), same run", "",
+                f"## Table A (cost) — {image}: wall time (s) / CPU time (s) / peak memory (MB), same run", "",
                 _table(hdr, body_c), ""]
-    det_hdr = ["Image", "Sampling", "N", "Seed", "Method", "PSNR (dB)", "SSIM", "FRC (px)", "Time (s)",
-               "CPU (s)", "Peak (MB)", "Weight", "Notes"]
+        elements = list(dict.fromkeys(r["element"] for r in rows_i if r.get("all_elements")))
+        if len(elements) > 1:
+            multi = [m for m in table_methods if m == "tv-oracle" or m in report.get("labels", {})]
+            body_b, body_bind = [], []
+            for method in table_methods:
+                per = {p: [[r for r in rows_i if r["method"] == method and r["sampling_pct"] == p
+                            and r["element"] == e] for e in elements] for p in pcts}
+                if method in multi:
+                    body_b.append([labels(method)] + [" / ".join(_cell(rs, ("psnr",), (".2f",), notes=False)
+                                                                 for rs in per[p]) for p in pcts])
+                body_bind.append([labels(method)] + [
+                    " / ".join(_mean_std([100 * r["binder_ratio"] for r in rs if r["status"] == "ok"
+                                          and "binder_ratio" in r], ".1f") if rs else "—" for rs in per[p])
+                    for p in pcts])
+            out += [f"## Table B — {image}, every element ({' / '.join(elements)}): PSNR (dB)", "",
+                    _table(hdr, body_b), ""]
+            if image == "battery":
+                out += [f"## Table C — binder painting: mean over the binder mask / mean over the element's particles "
+                        f"(%), {' / '.join(elements)} (truth: 0; — = element not reconstructed by that row)", "",
+                        _table(hdr, body_bind), ""]
+    h = report.get("headline")
+    if h:
+        out += render_headline(h, args)
+    det_hdr = ["Image", "Sampling", "N", "Seed", "Element", "Method", "PSNR (dB)", "SSIM", "FRC (px)", "Binder %",
+               "Time (s)", "CPU (s)", "Peak (MB)", "Weight", "Notes"]
     det = []
     for r in res:
         note = ""
@@ -742,10 +1181,27 @@ def render_markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
                     f"{len(cv.get('grid', []))} weights, rule {cv.get('rule')}")
             if "min_weight" in i:
                 note += f", guidance min_weight {i['min_weight']}"
+        elif r.get("all_elements"):
+            i = r["info"].get("per_element", {}).get(r["element"], {})
+            bits = [f"all {r['all_elements']} elements in one call", f"overrides {json.dumps(r.get('overrides', {}))}"]
+            for k in ("output", "lam", "steps_run", "best_step", "warm_start", "warm_start_seconds",
+                      "seconds_per_step", "joint_elements"):
+                if k in i:
+                    v = i[k]
+                    bits.append(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}")
+            if r.get("paper_probe"):
+                pp = r["paper_probe"]
+                bits.append(f"probe {pp['seconds_per_step']:.2f} s/step x {pp['networks']} networks -> "
+                            f"{r['paper_steps']} steps for {pp['budget_s']:g} s")
+            note = "; ".join(bits)
+        if r.get("reused_from"):
+            note = f"(reused from {r['reused_from']}) " + note
         ok = r["status"] == "ok"
-        det.append([r["image"], f"{r['sampling_pct']:g} %", str(r["n"]), str(r["seed"]), r["method"],
+        det.append([r["image"], f"{r['sampling_pct']:g} %", str(r["n"]), str(r["seed"]), r["element"], r["method"],
                     f"{r['psnr']:.2f}" if ok else "", f"{r['ssim']:.3f}" if ok else "",
-                    f"{r['frc_px']:.2f}" if ok else "", f"{r['seconds']:.2f}" if ok else "",
+                    f"{r['frc_px']:.2f}" if ok else "",
+                    _pct(r.get("binder_ratio")) if ok and "binder_ratio" in r else "",
+                    f"{r['seconds']:.2f}" if ok else "",
                     f"{r['cpu_seconds']:.2f}" if ok else "", f"{r['peak_mb']:.1f}" if ok else "",
                     _fmt_weight(r.get("weight")) if ok else "", note])
     out += ["## Detail (every solve)", "", _table(det_hdr, det), ""]
@@ -754,11 +1210,13 @@ def render_markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
         for o in report["oracle_searches"]:
             pts = ", ".join(f"{g['weight']:.1e}: {g['psnr']:.2f} ({g['iterations']} it)" for g in o["grid"])
             edge = " (best at the grid edge!)" if o["at_grid_edge"] else ""
-            out.append(f"- {o['image']} {o['sampling_pct']:g} % seed {o['seed']}: best {o['weight']:.2e}{edge}; "
-                       f"start {o['start_weight']:.1e}; {o['fits']} fits in {o['search_seconds']:.1f} s "
-                       f"[{o['mode']}]; PSNR by weight: {pts}")
+            out.append(f"- {o['image']}/{o['element']} {o['sampling_pct']:g} % seed {o['seed']}: best "
+                       f"{o['weight']:.2e}{edge}; start {o['start_weight']:.1e}; {o['fits']} fits in "
+                       f"{o['search_seconds']:.1f} s [{o['mode']}]; PSNR by weight: {pts}")
         out.append("")
     out += ["## Notes", "",
+            "- Cases: `simulate_case(phantom, size, sampling, seed)` per sampling (the headline's cases); samplings "
+            "of one seed share patterns (the first N of one diffuser schedule), not noise.",
             "- Point scanning: same N and same total incident dose as the structured-illumination run "
             "(dose per point = total pattern dose / points, on one pixel), Poisson counts, then interpolated; "
             "see the script docstring for the exact rule.",
@@ -769,7 +1227,11 @@ def render_markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
             f"{PINV_CAPPED_FOLDS} folds (one SVD each) instead of the library's default.",
             "- TV-oracle: weight by ground truth; time/memory are one cold solve at that weight; the search "
             "cost is listed above. tv-pdhg / tv-under: corrct PDHG at the same weight, fixed iteration counts.",
-            "- Lower samplings use the first N patterns of one simulated acquisition (nested subsets).", ""]
+            "- ‡ rows: library defaults plus only the overrides in their label, all elements per call; SIREN's "
+            "joint mode trains one network for all elements. siren-paper: steps set per case from a "
+            f"{PAPER_PROBE_STEPS}-step probe so the call fits --paper-budget-s {args.paper_budget_s:g} s.",
+            f"- Binder painting: particles = truth > {PARTICLE_FRACTION:g} x the element's maximum; binder mask "
+            "from `battery_phantom(size, seed)`.", ""]
     return "\n".join(out)
 
 
@@ -783,31 +1245,110 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (np.floating, float)):
         f = float(obj)
         return f if math.isfinite(f) else str(f)
-    if isinstance(obj, np.integer):
-        return int(obj)
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
     if isinstance(obj, Path):
         return str(obj)
     return obj
 
 
-def _write(report: dict[str, Any], args: argparse.Namespace) -> str:
-    md = render_markdown(report, args)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "recon_quality.md").write_text(md + "\n")
-    tmp = args.out_dir / "recon_quality.json.tmp"
+def _write_pair(md: str, report: dict[str, Any], out_dir: Path, stem: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.md").write_text(md + "\n")
+    tmp = out_dir / f"{stem}.json.tmp"
     tmp.write_text(json.dumps(_jsonable(report), indent=1, allow_nan=False) + "\n")
-    tmp.replace(args.out_dir / "recon_quality.json")
+    tmp.replace(out_dir / f"{stem}.json")
+
+
+def _write(report: dict[str, Any], args: argparse.Namespace) -> str:
+    report["headline"] = headline_summary(report, args)
+    md = render_markdown(report, args)
+    _write_pair(md, report, args.out_dir, "recon_quality")
     return md
 
 
+def library_state() -> str:
+    """The git commit of the library and whether recon/ has uncommitted changes (they do change results)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        last = subprocess.run(["git", "log", "-1", "--format=%h", "--", "recon"], cwd=root, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        head = f"{head} (last recon/ commit {last})"
+        dirty = [line for line in subprocess.run(["git", "status", "--porcelain", "--", "recon"], cwd=root,
+                                                 capture_output=True, text=True, timeout=10).stdout.splitlines()
+                 if line.strip()]
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (git not available)"
+    if not dirty:
+        return f"commit {head}, recon/ clean"
+    import hashlib
+
+    diff = subprocess.run(["git", "diff", "HEAD", "--", "recon"], cwd=root, capture_output=True, timeout=10).stdout
+    return (f"commit {head}, recon/ with {len(dirty)} uncommitted change(s) "
+            f"({', '.join(d[3:] for d in dirty)}; diff sha256 {hashlib.sha256(diff).hexdigest()[:12]})")
+
+
 # -- main ------------------------------------------------------------------------------------------
+
+
+def _reusable(old: list[dict[str, Any]], image: str, seed: int, pct: float, method: str,
+              elements: Sequence[str]) -> bool:
+    got = {r["element"] for r in old if r["image"] == image and r["seed"] == seed and r["sampling_pct"] == pct
+           and r["method"] == method and r["status"] == "ok"}
+    return set(elements) <= got
+
+
+def _plan(args: argparse.Namespace, runner: Runner, old: list[dict[str, Any]] | None = None,
+          ) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, str]]:
+    """Every case and its rows; the default method per image (from a small simulation of that image).
+    Rows the headline needs are added unless ``old`` (--reuse) already has them for that case."""
+    from nxsci.recon import default_method, simulate_case
+
+    default_names: dict[str, str] = {}
+    default_keys: dict[str, str] = {}
+    for image in args.images:
+        probe = simulate_case(phantom=image, size=24, sampling=0.1, seed=0)
+        default_names[image] = default_method(probe)
+        default_keys[image] = runner.add_default(default_names[image])
+    cases = []
+    for image in args.images:
+        element = args.element if image == "battery" else "X"
+        headline_seeds = set(args.headline_seeds) if image == "battery" else set()
+        for seed in sorted(set(args.seeds) | headline_seeds):
+            for pct in sorted(args.samplings):  # small N first: its oracle weights seed the next search
+                methods = list(args.methods) if seed in args.seeds else []
+                oracle_elements = [element]
+                if seed in headline_seeds:
+                    all_el = [element, *[e for e in ("Mn", "Co", "Ni") if e != element]]
+                    for needed in ("tv-oracle", default_keys[image]):
+                        if needed not in methods and not _reusable(old or [], image, seed, pct, needed, all_el):
+                            methods.append(needed)
+                    if "tv-oracle" in methods:
+                        oracle_elements = all_el
+                order = {m: i for i, m in enumerate([*METHODS, *runner.specs])}
+                methods.sort(key=lambda m: order[m])
+                cases.append({"image": image, "element": element, "seed": seed, "pct": pct, "methods": methods,
+                              "oracle_elements": oracle_elements})
+    return cases, default_names, default_keys
+
+
+def _case_rows(case: dict[str, Any], runner: Runner) -> int:
+    n_el = 3 if case["image"] == "battery" else 1
+    total = sum(n_el if m in runner.specs else 1 for m in case["methods"])
+    if "tv-oracle" in case["methods"]:
+        total += len(case["oracle_elements"]) - 1
+    return total
 
 
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from nxsci.recon import simulate_case
+    from nxsci.recon import battery_phantom, simulate_case
 
     t_start = time.perf_counter()
     params = {k: v for k, v in vars(args).items()}
@@ -817,57 +1358,354 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                 if runner.probe.method == "rss" else
                 "tracemalloc: peak of Python-allocator memory during each call (numpy; not LAPACK workspace/torch)")
     report: dict[str, Any] = {"machine": machine_info(), "params": _jsonable(params), "command": command,
-                              "memory_method": mem_text, "results": [], "oracle_searches": [],
-                              "complete": False, "total_seconds": 0.0}
-    per_case = len(args.methods)
-    runner.total = len(args.images) * len(args.seeds) * len(args.samplings) * per_case
+                              "library_state": library_state(), "memory_method": mem_text, "results": [],
+                              "oracle_searches": [], "complete": False, "total_seconds": 0.0}
     old_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with threadpool_limits(limits=1):
+            old = json.loads(args.reuse.read_text()) if args.reuse else None
+            cases, default_names, default_keys = _plan(args, runner, old["results"] if old else None)
+            report.update(default_methods=default_names, default_keys=default_keys,
+                          **row_labels(runner, args, default_keys))
+            if old is not None:
+                _carry_over(report, old, cases, args)
+            runner.total = sum(_case_rows(c, runner) for c in cases)
             np.random.seed(min(args.seeds))
             torch.manual_seed(min(args.seeds))
+            runner.log(f"{len(cases)} cases, {runner.total} rows; default method(s): {default_names}")
             runner.log("warm-up (imports and first calls, not timed) ...")
             runner.warm_up()
-            for image in args.images:
-                element = args.element if image == "battery" else "X"
-                for seed in args.seeds:
-                    t0 = time.perf_counter()
-                    ds = simulate_case(phantom=image, size=args.size, sampling=max(args.samplings) / 100.0,
-                                       pattern_model=args.pattern_model, feature_size=args.feature_size,
-                                       photons=args.photons, seed=seed)
-                    if element not in ds.elements:
-                        raise SystemExit(f"element {element} not in {image} ({', '.join(ds.elements)})")
-                    runner.log(f"simulated {image} seed {seed}: {ds.num_patterns} patterns "
-                               f"{args.size}x{args.size} in {time.perf_counter() - t0:.1f} s")
-                    prev_oracle: float | None = None
-                    for pct in sorted(args.samplings):  # small N first: its oracle weight seeds the next search
-                        n = max(1, int(round(pct / 100.0 * args.size**2)))
-                        sub = ds.subset(np.arange(n))
-                        rows, orc = runner.run_case(image, element, seed, pct, sub, prev_oracle)
-                        report["results"].extend(rows)
-                        if orc is not None:
-                            report["oracle_searches"].append(orc)
-                            prev_oracle = orc["weight"]
-                        report["total_seconds"] = time.perf_counter() - t_start
-                        _write(report, args)  # partial results survive an interrupted run
-                    del ds
+            prev_oracle: dict[tuple[str, int], dict[str, float]] = {}
+            for case in cases:
+                image, seed, pct = case["image"], case["seed"], case["pct"]
+                t0 = time.perf_counter()
+                sub = simulate_case(phantom=image, size=args.size, sampling=pct / 100.0,
+                                    pattern_model=args.pattern_model, feature_size=args.feature_size,
+                                    photons=args.photons, seed=seed)
+                if case["element"] not in sub.elements:
+                    raise SystemExit(f"element {case['element']} not in {image} ({', '.join(sub.elements)})")
+                binder = battery_phantom(args.size, seed).binder_mask if image == "battery" else None
+                runner.log(f"simulated {image} seed {seed} {pct:g} %: {sub.num_patterns} patterns "
+                           f"{args.size}x{args.size} in {time.perf_counter() - t0:.1f} s")
+                prev = prev_oracle.setdefault((image, seed), {})
+                rows, orcs = runner.run_case(image, case["element"], seed, pct, sub, prev, case["methods"],
+                                             case["oracle_elements"], binder)
+                report["results"].extend(rows)
+                report["oracle_searches"].extend(orcs)
+                prev.update({o["element"]: o["weight"] for o in orcs})
+                report["total_seconds"] = time.perf_counter() - t_start
+                report["load_average_at_end"] = _loadavg()
+                _write(report, args)  # partial results survive an interrupted run
+                del sub
     finally:
         torch.set_num_threads(old_threads)
     report["complete"] = True
     report["total_seconds"] = time.perf_counter() - t_start
+    report["load_average_at_end"] = _loadavg()
+    order = {m: i for i, m in enumerate([*METHODS, *runner.specs])}
+    report["results"].sort(key=lambda r: (args.images.index(r["image"]) if r["image"] in args.images else 99,
+                                          r["seed"], r["sampling_pct"], order.get(r["method"], 99),
+                                          _element_order(r["element"])))
+    return report
+
+
+def _carry_over(report: dict[str, Any], old: dict[str, Any], cases: list[dict[str, Any]],
+                args: argparse.Namespace) -> None:
+    """--reuse: rows (and oracle searches) of the earlier run for the same cases whose method is not run now."""
+    same = {k: old["params"].get(k) for k in ("size", "photons", "pattern_model", "feature_size")}
+    now = {k: report["params"].get(k) for k in same}
+    if same != now:
+        raise SystemExit(f"--reuse: the earlier run simulated other cases ({same} vs now {now})")
+    carried: dict[str, int] = {}
+    for case in cases:
+        key = (case["image"], case["seed"], case["pct"])
+        for r in old["results"]:
+            if (r["image"], r["seed"], r["sampling_pct"]) == key and r["method"] not in case["methods"]:
+                report["results"].append({**r, "reused_from": old["machine"]["date_utc"]})
+                carried[r["method"]] = carried.get(r["method"], 0) + 1
+        if "tv-oracle" not in case["methods"]:
+            report["oracle_searches"] += [o for o in old.get("oracle_searches", [])
+                                          if (o["image"], o["seed"], o["sampling_pct"]) == key]
+    for key in ("labels", "specs"):
+        for k, v in old.get(key, {}).items():
+            if k in carried:
+                report[key][k] = v
+    report["reused"] = {"path": str(args.reuse), "date_utc": old["machine"]["date_utc"], "command": old["command"],
+                        "library_state": old.get("library_state"), "load_average_at_start":
+                        old["machine"].get("load_average_at_start"), "rows_by_method": carried}
+
+
+# -- scaling ---------------------------------------------------------------------------------------
+
+
+def _scaling_child(spec: dict[str, Any]) -> int:
+    """One scaling cell in this (child) process: warm up, simulate (untimed), announce, solve all elements."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from nxsci.recon import PatternPhysics, default_method, get_solver, psnr, simulate_case
+
+    def say(event: str, **kw: Any) -> None:
+        print(json.dumps(_jsonable({"event": event, **kw})), flush=True)
+
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        probe = Probe(spec["memory"])
+        t0 = time.perf_counter()
+        ds = simulate_case(phantom="battery", size=spec["size"], sampling=spec["pct"] / 100.0,
+                           pattern_model=spec["pattern_model"], feature_size=spec["feature_size"],
+                           photons=spec["photons"], seed=spec["seed"])
+        name = default_method(ds) if spec["method"] == "default" else spec["method"]
+        say("simulated", seconds=time.perf_counter() - t0, method=name, n=ds.num_patterns)
+        small = simulate_case(phantom="battery", size=24, sampling=0.25, seed=123)  # first-call costs, untimed
+        warm = {"steps": 3, "warm_steps": 3} if name.startswith("siren") else {}
+        get_solver(name, {**spec["params"], **warm}).reconstruct_all(
+            np.stack([small.signal(e) for e in small.elements]), PatternPhysics(small.patterns), guide=small.txm)
+        solver = get_solver(name, spec["params"])
+        physics = PatternPhysics(ds.patterns)
+        ys = np.stack([ds.signal(e) for e in ds.elements])
+        input_mb = (ds.patterns.nbytes + physics.matrix.element_size() * physics.matrix.nelement()) / 1024**2
+        say("start", method=name)
+        with probe.measure() as rec:
+            results = solver.reconstruct_all(ys, physics, guide=ds.txm)
+        process_peak = _status_kb("VmHWM") / 1024 if probe.method == "rss" else None
+        info0 = results[0].info
+        say("done", method=name, seconds=rec["seconds"], cpu_seconds=rec["cpu_seconds"], peak_mb=rec["peak_mb"],
+            process_peak_mb=process_peak, input_mb=input_mb, n=ds.num_patterns,
+            psnr={e: float(psnr(r.x, ds.truth(e))) for e, r in zip(ds.elements, results)},
+            info={k: info0[k] for k in ("weight", "lam", "steps_run", "best_step", "seconds_per_step",
+                                        "warm_start_seconds", "output") if k in info0},
+            params=solver.params.model_dump())
+    return 0
+
+
+def _run_scaling_cell(spec: dict[str, Any], budget: float, log: Callable[[str], None]) -> dict[str, Any]:
+    """Run one cell in a child process; stop it when its solve passes the budget."""
+    import queue
+    import subprocess
+    import threading
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--scaling-cell", json.dumps(spec)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=reader, daemon=True).start()
+    events: dict[str, dict[str, Any]] = {}
+    sim_deadline = time.monotonic() + max(900.0, budget)
+    solve_deadline: float | None = None
+    t_start_solve: float | None = None
+    while True:
+        deadline = solve_deadline if solve_deadline is not None else sim_deadline
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            proc.kill()
+            proc.wait()
+            if solve_deadline is not None:
+                return {"status": "over budget", "reason": f"stopped after {budget:g} s (--scaling-budget-s)",
+                        "seconds_lower_bound": time.monotonic() - (t_start_solve or time.monotonic()),
+                        "simulated": events.get("simulated")}
+            return {"status": "failed", "reason": "simulation did not finish in time"}
+        if line is None:
+            rc = proc.wait()
+            if "done" in events:
+                return {"status": "ok", **events["done"], "simulated": events.get("simulated")}
+            why = "killed (out of memory?)" if rc in (-9, 137) else f"exit status {rc}"
+            return {"status": "failed", "reason": f"child process ended without a result: {why}"}
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        events[ev.get("event", "?")] = ev
+        if ev.get("event") == "start":
+            t_start_solve = time.monotonic()
+            solve_deadline = t_start_solve + budget
+            log(f"      solving ({ev.get('method')}) ...")
+
+
+def _scaling_skip(mkey: str, size: int, pct: float, n: int, m: int, cells: list[dict[str, Any]],
+                  cap_mb: float, warm_of_siren: str | None) -> tuple[str, str] | None:
+    """Why this cell is not run (reason, root cause), or None to run it (see the module docstring)."""
+    from nxsci.recon._simulate import MAX_PATTERN_BYTES
+
+    if n * m * 4 > MAX_PATTERN_BYTES:
+        why = (f"patterns alone need {n * m * 4 / 1024**3:.1f} GiB (> the library's "
+               f"{MAX_PATTERN_BYTES / 1024**3:g} GiB limit)")
+        return why, why
+    same = [c for c in cells if c["method_key"] == mkey]
+    for c in same:
+        if c["status"] in ("over budget", "skipped", "failed") and c["n"] <= n and c["m"] <= m \
+                and not c.get("reason", "").startswith("patterns alone"):
+            root = c.get("root_reason") or c.get("reason", "")
+            if c["status"] == "over budget":
+                return f"a smaller cell of this method ({c['size']} px, {c['pct']:g} %) ran past the budget", root
+            return f"as the smaller cell {c['size']} px, {c['pct']:g} % ({c['status']}: {root})", root
+    if mkey == "siren" and warm_of_siren is not None:
+        warm = [c for c in cells if c["method_key"] == "default" and c.get("library_method") == warm_of_siren
+                and c["size"] == size and c["pct"] == pct]
+        if warm and warm[0]["status"] != "ok":
+            why = f"its warm start ({warm_of_siren}, the default method) {warm[0]['status']} here"
+            return why, why
+    ok = [c for c in same if c["status"] == "ok"]
+    if ok:
+        ref = max(ok, key=lambda c: c["n"] * c["m"])
+        ratio = (n * m) / (ref["n"] * ref["m"])
+        mem = (ref["peak_mb"] + ref.get("input_mb", 0.0)) * ratio
+        if mem > cap_mb:
+            why = (f"predicted peak ~{mem / 1024:.1f} GB (measured {ref['peak_mb'] + ref.get('input_mb', 0):.0f} MB "
+                   f"at {ref['size']} px {ref['pct']:g} %, scaled by N*M) > --scaling-memory-gb {cap_mb / 1024:.1f}")
+            return why, why
+    return None
+
+
+def render_scaling(report: dict[str, Any], args: argparse.Namespace) -> str:
+    mach = report["machine"]
+    out = ["# Scaling: time and peak memory vs image size (all elements per call)", "",
+           f"- date (UTC): {mach['date_utc']}; run time: {report['total_seconds'] / 60:.1f} min"
+           + ("" if report["complete"] else " (INCOMPLETE: partial results)"),
+           f"- machine: {mach['host']}, {mach['cpu_model']}, {mach['cpus_usable']} usable CPUs, {mach['memory_gb']} GB "
+           f"RAM; load average at start {mach.get('load_average_at_start')}, at end "
+           f"{report.get('load_average_at_end')}",
+           "- BLAS/OpenMP and torch one thread (threadpoolctl, torch.set_num_threads(1)); a solver's own default "
+           "threads (e.g. elements in parallel) are kept: CPU > wall shows them; each cell in a fresh child "
+           "process, simulation untimed; battery phantom seed "
+           f"{report['seed']}, two-diffuser patterns; budget {args.scaling_budget_s:g} s per solve, memory cap "
+           f"{report['memory_cap_mb'] / 1024:.1f} GB",
+           f"- command: `{report['command']}`",
+           f"- library state: {report.get('library_state', 'n/a')}",
+           *([f"- REUSED measured cells (not rerun; skipped cells decided anew) from the run of "
+              f"{report['reused']['date_utc']} (`{report['reused']['command']}`; library state "
+              f"{report['reused']['library_state']}); marked * in the table"] if report.get("reused") else []),
+           "- cell: wall s / CPU s / peak MB above inputs (process peak MB) [N]; PSNR (dB) mean over Mn/Co/Ni in "
+           "the detail", ""]
+    pcts = args.scaling_samplings
+    hdr = ["Method", "Size"] + [f"N = {p:g} % of M" for p in pcts]
+    body = []
+    for mkey in args.scaling_methods:
+        for size in args.scaling_sizes:
+            cells = {c["pct"]: c for c in report["cells"] if c["method_key"] == mkey and c["size"] == size}
+            lib = next((c.get("library_method") for c in cells.values() if c.get("library_method")), None)
+            row = [f"{mkey}" + (f" ({lib})" if lib and lib != mkey else ""), f"{size}x{size}"]
+            for p in pcts:
+                c = cells.get(p)
+                star = "*" if c is not None and c.get("reused_from") else ""
+                if c is None:
+                    row.append("—")
+                    continue
+                if c["status"] == "ok":
+                    pp = f" ({c['process_peak_mb']:.0f})" if c.get("process_peak_mb") else ""
+                    row.append(f"{c['seconds']:.1f} / {c['cpu_seconds']:.1f} / {c['peak_mb']:.0f}{pp} "
+                               f"[N={c['n']}]{star}")
+                elif c["status"] == "over budget":
+                    row.append(f"> {args.scaling_budget_s:g} s (stopped) [N={c['n']}]{star}")
+                else:
+                    row.append(f"{c['status']}: {c.get('reason', '')} [N={c['n']}]{star}")
+            body.append(row)
+    out += ["## Scaling table", "", _table(hdr, body), ""]
+    det = [["Method", "Size", "Sampling", "N", "Status", "PSNR Mn/Co/Ni", "Time (s)", "CPU (s)", "Peak (MB)",
+            "Process peak (MB)", "Inputs (MB)", "Info"]]
+    for c in report["cells"]:
+        ok = c["status"] == "ok"
+        ps = " / ".join(f"{v:.2f}" for v in c.get("psnr", {}).values()) if ok else ""
+        det.append([c["method_key"], f"{c['size']}", f"{c['pct']:g} %", str(c["n"]), c["status"], ps,
+                    f"{c['seconds']:.1f}" if ok else "", f"{c['cpu_seconds']:.1f}" if ok else "",
+                    f"{c['peak_mb']:.0f}" if ok else "",
+                    f"{c['process_peak_mb']:.0f}" if ok and c.get("process_peak_mb") else "",
+                    f"{c['input_mb']:.0f}" if ok else "",
+                    json.dumps(c.get("info", {})) if ok else c.get("reason", "")])
+    out += ["## Detail", "", _table(det[0], det[1:]), ""]
+    return "\n".join(out)
+
+
+def run_scaling(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    from nxsci.recon import get_solver
+
+    t_start = time.perf_counter()
+    cap_mb = (args.scaling_memory_gb * 1024) if args.scaling_memory_gb else 0.5 * _mem_available_gb() * 1024
+    report: dict[str, Any] = {"machine": machine_info(), "params": _jsonable(vars(args)), "command": command,
+                              "library_state": library_state(), "cells": [], "complete": False,
+                              "total_seconds": 0.0, "memory_cap_mb": cap_mb, "seed": 0}
+    siren_params = dict(args.siren_set)
+    sp = get_solver("siren", siren_params).params
+    # SIREN runs its warm-start method first; only when that is the default method with its own (cross-validated)
+    # parameters is the default method's time a lower bound of SIREN's
+    siren_warm = sp.warm_start if not getattr(sp, "warm_params", None) else None
+    old: dict[tuple[str, int, float], dict[str, Any]] = {}
+    if args.reuse:
+        prev = json.loads(args.reuse.read_text())
+        report["reused"] = {"path": str(args.reuse), "date_utc": prev["machine"]["date_utc"],
+                            "command": prev["command"], "library_state": prev.get("library_state")}
+        old = {(c["method_key"], c["size"], c["pct"]): c for c in prev["cells"] if c["status"] != "skipped"}
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    memory = "rss" if args.memory == "auto" and Probe._rss_works() else args.memory
+    for size in args.scaling_sizes:
+        m = size * size
+        for pct in args.scaling_samplings:
+            n = max(1, int(round(pct / 100.0 * m)))
+            for mkey in args.scaling_methods:
+                base = {"method_key": mkey, "size": size, "pct": pct, "n": n, "m": m}
+                lib = None
+                if report["cells"]:
+                    lib = next((c.get("library_method") for c in report["cells"]
+                                if c["method_key"] == mkey and c.get("library_method")), None)
+                reason = _scaling_skip(mkey, size, pct, n, m, report["cells"], cap_mb, siren_warm)
+                if (mkey, size, pct) in old:  # --reuse: measured before; skipped cells are decided anew
+                    cell = {**old[(mkey, size, pct)], "reused_from": report["reused"]["date_utc"]}
+                elif reason:
+                    reason, root = reason
+                    cell = {**base, "status": "skipped", "reason": reason, "root_reason": root, "library_method": lib}
+                else:
+                    log(f"scaling: {mkey} {size}x{size} {pct:g} % (N={n}) ...")
+                    spec = {"size": size, "pct": pct, "seed": report["seed"], "method": mkey,
+                            "params": siren_params if mkey == "siren" else {}, "memory": memory,
+                            "photons": args.photons, "pattern_model": args.pattern_model,
+                            "feature_size": args.feature_size}
+                    got = _run_scaling_cell(spec, args.scaling_budget_s, log)
+                    cell = {**base, **got, "library_method": got.get("method") or lib}
+                    cell.pop("event", None)
+                    if cell["library_method"] is None and got.get("simulated"):
+                        cell["library_method"] = got["simulated"].get("method")
+                    cell["n"] = n
+                msg = (f"{cell['seconds']:.1f} s (cpu {cell['cpu_seconds']:.1f}), {cell['peak_mb']:.0f} MB"
+                       if cell["status"] == "ok" else f"{cell['status']}: {cell.get('reason', '')}")
+                log(f"scaling: {mkey} {size}x{size} {pct:g} % (N={n}): {msg}")
+                report["cells"].append(cell)
+                report["total_seconds"] = time.perf_counter() - t_start
+                report["load_average_at_end"] = _loadavg()
+                _write_pair(render_scaling(report, args), report, args.out_dir, "recon_scaling")
+    report["complete"] = True
+    report["total_seconds"] = time.perf_counter() - t_start
+    report["load_average_at_end"] = _loadavg()
     return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.scaling_cell is not None:
+        return _scaling_child(json.loads(args.scaling_cell))
     shown = list(argv) if argv is not None else sys.argv[1:]
     command = "python benchmarks/recon_quality.py" + "".join(f" {a}" for a in shown)
     with contextlib.redirect_stdout(sys.stderr):  # stray prints (e.g. corrct's import notice) stay off stdout
-        report = run(args, command)
-    md = _write(report, args)
+        if args.scaling:
+            report = run_scaling(args, command)
+        else:
+            report = run(args, command)
+    if args.scaling:
+        md = render_scaling(report, args)
+        _write_pair(md, report, args.out_dir, "recon_scaling")
+        stem = "recon_scaling"
+    else:
+        md = _write(report, args)
+        stem = "recon_quality"
     print(md)
-    print(f"wrote {args.out_dir / 'recon_quality.md'} and {args.out_dir / 'recon_quality.json'} "
+    print(f"wrote {args.out_dir / (stem + '.md')} and {args.out_dir / (stem + '.json')} "
           f"({report['total_seconds'] / 60:.1f} min)", file=sys.stderr)
     return 0
 
