@@ -248,7 +248,7 @@ class Siren(Solver):
         method = p.warm_start if (guide is not None or p.warm_start == "tv") else "tv"
         t0 = time.perf_counter()
         solver = get_solver(method, p.warm_params)
-        maps = np.stack([solver(y, physics, guide=guide).x.reshape(-1) for y in ys]).astype(np.float64)
+        maps = np.stack([r.x.reshape(-1) for r in solver.reconstruct_all(ys, physics, guide=guide)]).astype(np.float64)
         target = maps / prob.levels[:, None]  # normalised maps (E, M); fitted in map space, where errors count
         return (torch.as_tensor(target, dtype=torch.float32, device=prob.a.device),
                 {"warm_start": method, "warm_start_seconds": time.perf_counter() - t0})

@@ -122,7 +122,8 @@ class TV(Solver):
                    progress: ProgressCallback | None) -> list[SolverResult]:
         """Elements in parallel threads, one core each (BLAS single-threaded; numpy and scipy.fft release
         the GIL), since one ADMM solve is memory-bound on a single core."""
-        workers = min(len(ys), self.params.threads or os.cpu_count() or 1)
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        workers = min(len(ys), self.params.threads or usable)
         if workers <= 1:
             return super().solve_many(ys, physics, guide=guide, progress=progress)
         done = np.zeros(len(ys))
