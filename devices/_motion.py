@@ -86,8 +86,10 @@ class SampleStage(Device):
 
     def where(self, tolerance: float = 1e-4) -> str | None:
         """The named position the readbacks are at (within ``tolerance`` mm), or None."""
+        # the readback signals, not ``.position``: that is None until a motor's first readback monitor arrives
+        here = {a: getattr(self, a).user_readback.get() for axes in self.named_positions.values() for a in axes}
         for name, axes in self.named_positions.items():
-            if all(math.isclose(getattr(self, a).position, v, abs_tol=tolerance) for a, v in axes.items()):
+            if all(here[a] is not None and math.isclose(here[a], v, abs_tol=tolerance) for a, v in axes.items()):
                 return name
         return None
 

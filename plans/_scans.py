@@ -21,6 +21,7 @@ from nxsci.devices import Beamline
 from ._context import PatternLibrary, PlanError, current_context
 from ._metadata import (STREAMS, beamline_metadata, mca_calibration, merge_md, resolve_elements, resolve_energy,
                         sample_metadata)
+from ._movers import ConfigurationMover, StagePosition
 from ._readers import IndexSignal, InlineFrames, SimTruth, SimTruthMaps
 from ._schedule import check_configurations, draw_schedule
 from ._stubs import acquire, move, move_sample, move_to_configuration, set_exposure, take_darks
@@ -139,6 +140,7 @@ def nxsci_scan(num_patterns: int | None = None, *, configurations: list[dict[str
 
     frames = InlineFrames(bl.camera)
     index = IndexSignal("config_index")
+    mover, stage = ConfigurationMover(bl), StagePosition(bl.sample_stage)
     sample_in_detectors: list[Any] = [frames, bl.vortex]
     sample_in_extra: list[Any] = [index, bl.diffuser1, bl.diffuser2, bl.sample_stage]
     if bl.model is not None:
@@ -158,9 +160,10 @@ def nxsci_scan(num_patterns: int | None = None, *, configurations: list[dict[str
             order = ("in",) if library is not None else (("out", "in") if i % 2 == 0 else ("in", "out"))
             for k, position in enumerate(order):
                 if k == 0:
-                    yield from move_to_configuration(bl, configuration, index=index, value=i, sample=position)
+                    yield from move_to_configuration(mover, configuration, stage=stage, sample=position,
+                                                     index=index, value=i)
                 else:
-                    yield from move_sample(bl, position)
+                    yield from move_sample(stage, position)
                 if position == "out":
                     yield from acquire([frames], "pattern", pattern_extra)
                 else:
@@ -168,7 +171,7 @@ def nxsci_scan(num_patterns: int | None = None, *, configurations: list[dict[str
 
     def prepare() -> MsgGenerator[None]:
         if optics_config:
-            yield from move_to_configuration(bl, optics_config)
+            yield from move_to_configuration(mover, optics_config)
         yield from set_exposure(bl, float(exposure))
 
     yield from prepare()
@@ -200,6 +203,7 @@ def calibrate_patterns(num_patterns: int | None = None, *, configurations: list[
     start = merge_md(base, md)
     frames = InlineFrames(bl.camera)
     index = IndexSignal("config_index")
+    mover, stage = ConfigurationMover(bl), StagePosition(bl.sample_stage)
     extra = [index, bl.diffuser1, bl.diffuser2]
 
     @bpp.baseline_decorator([bl.devices[name] for name in _MOTORS] + [bl.shutter])
@@ -208,10 +212,10 @@ def calibrate_patterns(num_patterns: int | None = None, *, configurations: list[
     def body() -> MsgGenerator[None]:
         yield from take_darks(bl, frames, num_darks)
         for i, configuration in enumerate(schedule):
-            yield from move_to_configuration(bl, configuration, index=index, value=i, sample="out")
+            yield from move_to_configuration(mover, configuration, stage=stage, sample="out", index=index, value=i)
             yield from acquire([frames], "pattern", extra)
 
     if optics_config:
-        yield from move_to_configuration(bl, optics_config)
+        yield from move_to_configuration(mover, optics_config)
     yield from set_exposure(bl, float(exposure))
     yield from bpp.finalize_wrapper(body(), move(bl.shutter, "close"))

@@ -18,8 +18,8 @@ from bluesky.utils import Msg, MsgGenerator, short_uid
 
 from nxsci.devices import Beamline
 
+from ._movers import ConfigurationMover, StagePosition
 from ._readers import IndexSignal, InlineFrames
-from ._schedule import resolve_axis
 
 __all__ = ["set_exposure", "take_darks", "move_to_configuration", "acquire", "move_sample", "move"]
 
@@ -62,21 +62,21 @@ def take_darks(beamline: Beamline, frames: InlineFrames, num: int, stream: str =
     yield Msg("checkpoint")
 
 
-def move_sample(beamline: Beamline, position: str) -> MsgGenerator[None]:
-    """Sample stage to a named position (``in`` / ``out``)."""
-    yield from move(beamline.sample_stage, position)
+def move_sample(stage: StagePosition, position: str) -> MsgGenerator[None]:
+    """Sample stage to a named position (``in`` / ``out``); nothing moves when it is already there."""
+    yield from move(stage, position)
 
 
-def move_to_configuration(beamline: Beamline, configuration: Mapping[str, float], *,
-                          index: IndexSignal | None = None, value: int | None = None,
-                          sample: str | None = None) -> MsgGenerator[None]:
-    """Every axis of ``configuration`` (and optionally the sample stage and the configuration index
-    signal) in one parallel move."""
+def move_to_configuration(mover: ConfigurationMover, configuration: Mapping[str, float], *,
+                          stage: StagePosition | None = None, sample: str | None = None,
+                          index: IndexSignal | None = None, value: int | None = None) -> MsgGenerator[None]:
+    """Every axis of ``configuration`` (and optionally the sample stage to a named position and the
+    configuration index) in one parallel move."""
     args: list[Any] = []
-    for axis, position in configuration.items():
-        args += [resolve_axis(beamline, axis), position]
-    if sample is not None:
-        args += [beamline.sample_stage, sample]
+    if configuration:
+        args += [mover, dict(configuration)]
+    if stage is not None and sample is not None:
+        args += [stage, sample]
     if index is not None and value is not None:
         args += [index, value]
     if args:

@@ -20,7 +20,7 @@ from ophyd.device import Staged
 
 from _acquisition_harness import fast_config, pause_after
 from nxsci.devices import Beamline, load_config, make_beamline
-from nxsci.plans import (STREAMS, InlineFrames, PatternLibrary, PlanError, acquire, calibrate_patterns,
+from nxsci.plans import (STREAMS, ConfigurationMover, InlineFrames, StagePosition, PatternLibrary, PlanError, acquire, calibrate_patterns,
                          draw_schedule, library_from_start, move_to_configuration, nxsci_scan, set_exposure,
                          take_darks, use_beamline, xrf_point_scan)
 
@@ -112,11 +112,16 @@ def test_snake_order_moves_the_stage_once_per_configuration(beamline: Beamline) 
                 ("pattern", "primary")]
     assert sequence == ["pattern", "primary", "primary", "pattern", "pattern", "primary"]
     assert order.count("pattern") == 1
+    # the stage stayed in between configurations 0 and 1: both sample-in frames saw the same placement
+    shifts = [tuple(e["data"]["truth_shift"]) for e in _events(docs, "primary")]
+    assert shifts[0] == shifts[1] and shifts[1] != shifts[2]
 
 
 def test_stubs_never_open_runs(beamline: Beamline) -> None:
     frames = InlineFrames(beamline.camera)
-    stubs = [take_darks(beamline, frames, 2), move_to_configuration(beamline, {"diffuser1.x": 0.1}, sample="in"),
+    stubs = [take_darks(beamline, frames, 2),
+             move_to_configuration(ConfigurationMover(beamline), {"diffuser1.x": 0.1},
+                                   stage=StagePosition(beamline.sample_stage), sample="in"),
              acquire([frames], "primary"), set_exposure(beamline, 0.1)]
     for stub in stubs:
         commands = {msg.command for msg in stub}
