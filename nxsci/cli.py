@@ -151,7 +151,8 @@ def cmd_acquire(args: argparse.Namespace) -> int:
                                       seed=args.seed, travel_mm=args.travel_mm)
         else:
             plan = nxsci_scan(args.num_patterns, exposure=args.exposure, num_darks=args.num_darks, seed=args.seed,
-                              travel_mm=args.travel_mm, pattern_library=args.pattern_library, sample=args.sample)
+                              travel_mm=args.travel_mm, pattern_library=args.pattern_library, sample=args.sample,
+                              elements=_elements(args.elements), energy_keV=args.energy_kev)
         uids = session.RE(plan)
         location = session.catalog.location if session.catalog else ""
     finally:
@@ -255,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pattern-library", default=None, help="uid of a calibrate_patterns run to reuse")
     p.add_argument("--calibrate", action="store_true", help="run calibrate_patterns (patterns only) instead")
     p.add_argument("--sample", default=None, help="sample name (required on a real beamline)")
+    p.add_argument("--elements", default=None, help="comma-separated elements to image, e.g. Mn,Co,Ni "
+                                                    "(required on a real beamline)")
+    p.add_argument("--energy-kev", type=float, default=None, help="incident energy (required on a real beamline)")
     p.add_argument("--tiled", default=None, help="tiled server URI (default: NXSCI_TILED_URI, else the "
                                                  "embedded local catalog)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -25,6 +25,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ca_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1 (Channel Access uses both on the server port)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return int(port)
+    raise RuntimeError("no free port")
+
+
+def ca_env() -> dict[str, str]:
+    """Channel Access on loopback only, on ports of its own, for an IOC and its clients alike."""
+    server, repeater = free_ca_port(), free_ca_port()
+    return {"EPICS_CA_ADDR_LIST": "127.0.0.1", "EPICS_CA_AUTO_ADDR_LIST": "NO",
+            "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1", "EPICS_CA_SERVER_PORT": str(server),
+            "EPICS_CAS_SERVER_PORT": str(server), "EPICS_CA_REPEATER_PORT": str(repeater),
+            "EPICS_CAS_BEACON_PORT": str(repeater), "PYTHONUNBUFFERED": "1"}
+
+
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
