@@ -7,44 +7,66 @@ configuration (default: the axis name in capitals, so ``prefix + "X"``), see :fu
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 
 from ophyd import Component as Cpt
 from ophyd import Device, EpicsMotor
 from ophyd.status import AndStatus, StatusBase
 
-__all__ = ["DiffuserStage", "Condenser", "Pinhole", "ZonePlate", "SampleStage", "with_components"]
+__all__ = ["Motor", "DiffuserStage", "Condenser", "Pinhole", "ZonePlate", "SampleStage", "with_components"]
+
+
+class Motor(EpicsMotor):
+    """``ophyd.EpicsMotor`` with a race fixed: finishing a move must not unsubscribe the next move's status.
+
+    ophyd's ``_done_moving`` runs the move-done callbacks (which let a waiting RunEngine issue the next move
+    of this motor at once) and *then* clears every move-done subscription, including the one the next move
+    has just made; that move's status never finishes (a hang within a few hundred instantaneous moves of one
+    motor, as in a point scan). Here exactly the callbacks being run are unsubscribed, before they run.
+    """
+
+    def _done_moving(self, success: bool = True, timestamp: float | None = None, value: object = None,
+                     **kwargs: object) -> None:
+        if success:
+            self._run_subs(sub_type=self.SUB_DONE, timestamp=timestamp, value=value)
+        pending = dict(self._callbacks[self._SUB_REQ_DONE])  # wrapped callbacks: exceptions are logged
+        for cid in pending:
+            self.unsubscribe(cid)
+        stamp = time.time() if timestamp is None else timestamp
+        for callback in pending.values():
+            callback(success=success, timestamp=stamp, obj=self, sub_type=self._SUB_REQ_DONE)
 
 
 class DiffuserStage(Device):
     """A sandpaper diffuser on an x/y stage (mm): moving it changes the speckle pattern."""
 
-    x = Cpt(EpicsMotor, "X", kind="hinted")
-    y = Cpt(EpicsMotor, "Y", kind="hinted")
+    x = Cpt(Motor, "X", kind="hinted")
+    y = Cpt(Motor, "Y", kind="hinted")
 
 
 class Condenser(Device):
     """Capillary condenser: x/y (mm) and pitch/yaw (mrad) steer the beam envelope and the flux."""
 
-    x = Cpt(EpicsMotor, "X")
-    y = Cpt(EpicsMotor, "Y")
-    pitch = Cpt(EpicsMotor, "PITCH")
-    yaw = Cpt(EpicsMotor, "YAW")
+    x = Cpt(Motor, "X")
+    y = Cpt(Motor, "Y")
+    pitch = Cpt(Motor, "PITCH")
+    yaw = Cpt(Motor, "YAW")
 
 
 class Pinhole(Device):
     """Pinhole (order-sorting aperture) x/y (mm): misaligned, it cuts the flux."""
 
-    x = Cpt(EpicsMotor, "X")
-    y = Cpt(EpicsMotor, "Y")
+    x = Cpt(Motor, "X")
+    y = Cpt(Motor, "Y")
 
 
 class ZonePlate(Device):
     """Zone-plate objective x/y/z (mm): x/y shift the camera image, z focuses it."""
 
-    x = Cpt(EpicsMotor, "X")
-    y = Cpt(EpicsMotor, "Y")
-    z = Cpt(EpicsMotor, "Z")
+    x = Cpt(Motor, "X")
+    y = Cpt(Motor, "Y")
+    z = Cpt(Motor, "Z")
 
 
 class SampleStage(Device):
@@ -55,9 +77,9 @@ class SampleStage(Device):
     sample lands with a small error each time, which is why patterns are registered.
     """
 
-    x = Cpt(EpicsMotor, "X", kind="hinted")
-    y = Cpt(EpicsMotor, "Y", kind="hinted")
-    z = Cpt(EpicsMotor, "Z")
+    x = Cpt(Motor, "X", kind="hinted")
+    y = Cpt(Motor, "Y", kind="hinted")
+    z = Cpt(Motor, "Z")
 
     def __init__(self, *args: object, positions: Mapping[str, Mapping[str, float]] | None = None,
                  **kwargs: object) -> None:
