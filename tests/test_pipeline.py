@@ -15,11 +15,11 @@ from bluesky.utils import RunEngineInterrupted
 
 from _acquisition_harness import API_KEY, env, fast_config, nxsci, pause_after
 from nxsci.devices import Beamline, load_config, make_beamline
-from nxsci.plans import calibrate_patterns, nxsci_scan, use_beamline
+from nxsci.plans import calibrate_patterns, nxsci_scan, use_beamline, xrf_point_scan
 from nxsci.recon import (NxsciError, SpectrumCalibration, apply_shifts, load_dataset, reconstruct,
                          synthesize_spectrum)
 from nxsci.services import (CatalogError, PipelineSettings, RunCatalog, TiledServer, TiledSettings, XrfFitSettings,
-                            fit_run_spectra, open_catalog, pattern_library_lookup, run_to_dataset)
+                            fit_run_spectra, open_catalog, pattern_library_lookup, point_scan_maps, run_to_dataset)
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +135,24 @@ def test_nxsci_export_writes_the_interchange_file(catalog: RunCatalog, scan: str
     assert again.returncode == 2 and "exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
     missing = nxsci("export", "no-such-run", "-o", str(tmp_path / "x.h5"), environ=environ)
     assert missing.returncode == 2 and "no run 'no-such-run'" in missing.stderr
+
+
+def test_point_scan_maps_match_the_sample(catalog: RunCatalog, beamline: Beamline) -> None:
+    from scipy import ndimage
+
+    uid = _record(catalog, xrf_point_scan(12, dwell=0.5))
+    result = point_scan_maps(catalog, uid)
+    assert result.maps.shape == (3, 12, 12) and result.truth is not None
+    assert np.abs(result.maps.sum(axis=(1, 2)) / result.truth.sum(axis=(1, 2)) - 1).max() < 0.02
+    # orientation and placement: the truth at each point follows the sample's map at the point's position
+    maps = catalog.run(uid)["truth_maps"]["truth_maps"].read()[0]
+    rows, cols = np.meshgrid(result.rows_px, result.cols_px, indexing="ij")
+    for k in range(3):
+        sampled = ndimage.map_coordinates(maps[k], [rows.ravel(), cols.ravel()], order=1)
+        assert np.corrcoef(sampled, result.truth[k].ravel())[0, 1] > 0.8  # ~0 if flipped; < 1: stage error
+        assert np.corrcoef(result.maps[k].ravel(), result.truth[k].ravel())[0, 1] > 0.95
+    with pytest.raises(CatalogError, match="not an xrf_point_scan"):
+        point_scan_maps(catalog, catalog.runs[-2].metadata["start"]["uid"])
 
 
 def _spectra(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
