@@ -31,7 +31,11 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunCatalog]:
 
 @pytest.fixture(scope="module")
 def beamline(tmp_path_factory: pytest.TempPathFactory, catalog: RunCatalog) -> Iterator[Beamline]:
-    bl = make_beamline("sim", load_config(fast_config(tmp_path_factory.mktemp("beamline"), image_size=48)))
+    # Vortex count rate 5x the shipped default: Mn ~3000 counts per spectrum. At the default (~640) the Mn
+    # total of 24 spectra scatters by +-2 % between stage-error realisations (measured), so a 2 % check of the
+    # pipeline would test counting statistics more than the pipeline.
+    config = fast_config(tmp_path_factory.mktemp("beamline"), image_size=48, vortex={"xrf_cps": 1.0e6})
+    bl = make_beamline("sim", load_config(config))
     use_beamline(bl, pattern_library=pattern_library_lookup(catalog))
     yield bl
     bl.close()
@@ -73,7 +77,7 @@ def test_pipeline_recovers_displacements_and_intensities(catalog: RunCatalog, sc
     truth = _true_signals(ds)
     total = ds.signals.sum(axis=0) / truth.sum(axis=0) - 1
     assert np.all(np.abs(total) < 0.02), total
-    per_spectrum = np.abs(ds.signals[:, 2] / truth[:, 2] - 1)  # Ni: ~17k counts per spectrum
+    per_spectrum = np.abs(ds.signals[:, 2] / truth[:, 2] - 1)  # Ni: ~80k counts per spectrum
     assert np.median(per_spectrum) < 0.02 and per_spectrum.max() < 0.05
     z = (ds.signals - truth) / ds.signals_sigma
     assert np.all((z.std(axis=0) > 0.4) & (z.std(axis=0) < 2.5)), z.std(axis=0)  # honest uncertainties
