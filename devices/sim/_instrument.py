@@ -110,7 +110,10 @@ class InstrumentModel:
             self._positions[f"sample_stage.{k}"] = v
         self.shutter_open = True
         self._stage_error = np.zeros(2)  # (dy, dx) px
-        self._rng_stage = np.random.default_rng(p.stage.seed)
+        # one stream per axis: x and y arrive from their own record threads in either order, and a shared
+        # stream would hand their errors out in thread order (a run could not be repeated from its seed)
+        self._rng_stage = {axis: np.random.default_rng(seq) for axis, seq in
+                           zip(("sample_stage.y", "sample_stage.x"), np.random.SeedSequence(p.stage.seed).spawn(2))}
         self._rng_camera = np.random.default_rng(p.camera.seed)
         self._rng_vortex = np.random.default_rng(p.vortex.seed)
         self._pattern_cache: tuple[tuple[float, ...], np.ndarray] | None = None
@@ -137,9 +140,9 @@ class InstrumentModel:
         sigma = self.params.stage.repeatability_px
         with self._lock:
             if axis == "sample_stage.y" and sigma > 0:
-                self._stage_error[0] = self._rng_stage.normal(0.0, sigma)
+                self._stage_error[0] = self._rng_stage[axis].normal(0.0, sigma)
             elif axis == "sample_stage.x" and sigma > 0:
-                self._stage_error[1] = self._rng_stage.normal(0.0, sigma)
+                self._stage_error[1] = self._rng_stage[axis].normal(0.0, sigma)
 
     def set_shutter(self, is_open: bool) -> None:
         with self._lock:
