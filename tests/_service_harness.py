@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from _acquisition_harness import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 TILED_KEY = "tiledtestsecret"
@@ -27,24 +25,6 @@ FINAL = {"succeeded", "failed", "cancelled"}
 #: a 32x32 simulated run: three elements (Mn, Co, Ni), a TXM image, ~100 patterns; jobs take about a second
 SMALL_SIM = {"size": 32, "sampling": 0.1, "seed": 0}
 FAST_TV = {"method": "tv", "params": {"weight": 1e-5}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def start_tiled(directory: Path) -> Any:

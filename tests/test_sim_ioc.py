@@ -6,7 +6,6 @@ import json
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _acquisition_harness import ca_env
 
 from nxsci.devices import SIM_CONFIG_PATH
 
@@ -23,28 +23,9 @@ pytestmark = pytest.mark.slow
 READY_TIMEOUT_S = 60.0
 
 
-def _free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (CA uses both on the server port)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return int(port)
-    raise RuntimeError("no free port")
-
-
 def _ca_env(tmp_path: Path) -> dict[str, str]:
-    server, repeater = _free_port(), _free_port()
     env = dict(os.environ)
-    env.update(EPICS_CA_ADDR_LIST="127.0.0.1", EPICS_CA_AUTO_ADDR_LIST="NO", EPICS_CAS_INTF_ADDR_LIST="127.0.0.1",
-               EPICS_CA_SERVER_PORT=str(server), EPICS_CAS_SERVER_PORT=str(server),
-               EPICS_CA_REPEATER_PORT=str(repeater), EPICS_CAS_BEACON_PORT=str(repeater),
-               TMPDIR=str(tmp_path), OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update(ca_env(), TMPDIR=str(tmp_path), OPENBLAS_NUM_THREADS="1")
     return env
 
 
