@@ -32,6 +32,7 @@ __all__ = [
     "gaussian_lines",
     "synthesize_spectrum",
     "fit_spectra",
+    "pymca_linear_fit",
 ]
 
 #: pair-creation energy of silicon in keV (PyMca's constant in the FWHM model)
@@ -246,8 +247,6 @@ def fit_spectra(spectra: np.ndarray, elements: Sequence[str], calib: SpectrumCal
     wrong widths would bias every area. The window defaults to 1 keV below the lowest line to just below
     the Compton peak.
     """
-    from PyMca5.PyMcaPhysics.xrf.FastXRFLinearFit import FastXRFLinearFit
-
     data = np.asarray(spectra, dtype=np.float64)
     single = data.ndim == 1
     if single:
@@ -266,16 +265,33 @@ def fit_spectra(spectra: np.ndarray, elements: Sequence[str], calib: SpectrumCal
         window_keV = (min(line.energy_keV for line in lines) - 1.0,
                       max(top, max(line.energy_keV for line in lines) + 0.15))
     cfg = _pymca_config(calib, elements, excitation_keV, window_keV, background)
-    noise, fano = calib.noise_keV, calib.fano
+    areas, sigma = pymca_linear_fit(cfg, data, [f"{e} K" for e in elements], calibrate=calibrate)
+    return XrfFit(elements=elements, areas=areas, sigma=sigma, noise_keV=float(cfg["detector"]["noise"]),
+                  fano=float(cfg["detector"]["fano"]), zero_keV=calib.zero_keV, gain_keV=calib.gain_keV)
+
+
+def pymca_linear_fit(cfg: dict[str, Any], spectra: np.ndarray, groups: Sequence[str], *,
+                     calibrate: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Areas and 1-sigma (unit-variance) uncertainties ``(N, len(groups))`` of PyMca fit ``groups``
+    (e.g. ``"Ni K"``) in every spectrum, by ``FastXRFLinearFit`` with ``cfg``.
+
+    With ``calibrate`` the detector noise and Fano factor in ``cfg`` are first replaced by one non-linear
+    fit of the sum spectrum (the linear fit keeps peak widths fixed; wrong widths bias every area).
+    A group the configuration does not fit raises ``ValueError`` naming the groups it does fit.
+    """
+    from PyMca5.PyMcaPhysics.xrf.FastXRFLinearFit import FastXRFLinearFit
+
     if calibrate:
-        noise, fano = _calibrate_width(cfg, np.arange(calib.channels, dtype=np.float64), data.sum(axis=0))
+        noise, fano = _calibrate_width(cfg, np.arange(spectra.shape[1], dtype=np.float64), spectra.sum(axis=0))
         cfg["detector"].update(noise=noise, fano=fano)
     fit = FastXRFLinearFit()
     fit.setFitConfiguration(cfg)
-    out = fit.fitMultipleSpectra(y=data, weight=0, refit=1, concentrations=0)
+    out = fit.fitMultipleSpectra(y=spectra, weight=0, refit=1, concentrations=0)
     labels = list(out.labels("parameters"))
     params = np.asarray(out["parameters"], dtype=np.float64).reshape(len(labels), -1)
     uncert = np.asarray(out["uncertainties"], dtype=np.float64).reshape(len(labels), -1)
-    index = [labels.index(f"{e} K") for e in elements]
-    return XrfFit(elements=elements, areas=params[index].T.copy(), sigma=uncert[index].T.copy(),
-                  noise_keV=float(noise), fano=float(fano), zero_keV=calib.zero_keV, gain_keV=calib.gain_keV)
+    missing = [g for g in groups if g not in labels]
+    if missing:
+        raise ValueError(f"fit groups {labels}, expected {list(groups)}")
+    index = [labels.index(g) for g in groups]
+    return params[index].T.copy(), uncert[index].T.copy()

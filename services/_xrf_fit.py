@@ -16,7 +16,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nxsci.recon import NxsciError, SpectrumCalibration, XrfFit, detector_fwhm_keV, fit_spectra, k_lines
+from nxsci.recon import (NxsciError, SpectrumCalibration, XrfFit, detector_fwhm_keV, fit_spectra, k_lines,
+                         pymca_linear_fit)
 
 __all__ = ["XrfFitSettings", "fit_run_spectra"]
 
@@ -49,8 +50,6 @@ def _fit_with_config(spectra: np.ndarray, elements: Sequence[str], calib: Spectr
     """PyMca with a user's fit configuration: its detector calibration is replaced by the run's (zero,
     gain) and the excitation energy by the run's; noise and Fano calibrated on the sum spectrum."""
     from PyMca5.PyMcaIO import ConfigDict as PyMcaConfig
-    from PyMca5.PyMcaPhysics.xrf import ClassMcaTheory
-    from PyMca5.PyMcaPhysics.xrf.FastXRFLinearFit import FastXRFLinearFit
 
     path = Path(settings.pymca_config or "")
     if not path.is_file():
@@ -68,30 +67,13 @@ def _fit_with_config(spectra: np.ndarray, elements: Sequence[str], calib: Spectr
     if missing:
         raise NxsciError(f"PyMca fit configuration {path} does not fit {', '.join(missing)} (peaks: "
                          f"{', '.join(peaks)})")
-    noise, fano = float(cfg["detector"]["noise"]), float(cfg["detector"]["fano"])
-    if settings.calibrate:
-        theory = ClassMcaTheory.McaTheory()
-        theory.configure(cfg)
-        theory.setData(x=np.arange(spectra.shape[1], dtype=np.float64), y=spectra.sum(axis=0),
-                       xmin=cfg["fit"]["xmin"], xmax=cfg["fit"]["xmax"])
-        theory.estimate()
-        result, _ = theory.startfit(digest=1)
-        names = list(theory.PARAMETERS)
-        noise, fano = float(result[0][names.index("Noise")]), float(result[0][names.index("Fano")])
-        cfg["detector"].update(noise=noise, fano=fano)
-    fast = FastXRFLinearFit()
-    fast.setFitConfiguration(cfg)
-    out = fast.fitMultipleSpectra(y=spectra, weight=0, refit=1, concentrations=0)
-    labels = list(out.labels("parameters"))
-    params = np.asarray(out["parameters"], dtype=np.float64).reshape(len(labels), -1)
-    sigma = np.asarray(out["uncertainties"], dtype=np.float64).reshape(len(labels), -1)
     wanted = [f"{e} {peaks[e] if isinstance(peaks[e], str) else 'K'}" for e in elements]
     try:
-        index = [labels.index(w) for w in wanted]
-    except ValueError:
-        raise NxsciError(f"PyMca fit configuration {path}: fit groups {labels}, expected {wanted}") from None
-    return XrfFit(elements=list(elements), areas=params[index].T.copy(), sigma=sigma[index].T.copy(),
-                  noise_keV=noise, fano=fano, zero_keV=calib.zero_keV, gain_keV=calib.gain_keV)
+        areas, sigma = pymca_linear_fit(cfg, spectra, wanted, calibrate=settings.calibrate)
+    except ValueError as exc:
+        raise NxsciError(f"PyMca fit configuration {path}: {exc}") from None
+    return XrfFit(elements=list(elements), areas=areas, sigma=sigma, noise_keV=float(cfg["detector"]["noise"]),
+                  fano=float(cfg["detector"]["fano"]), zero_keV=calib.zero_keV, gain_keV=calib.gain_keV)
 
 
 def _poisson_sigma(fit: XrfFit, spectra: np.ndarray, excitation_keV: float) -> np.ndarray:
