@@ -120,7 +120,8 @@ class _Problem:
         if not np.isfinite(self.pattern_scale) or self.pattern_scale <= 0:
             raise SolverError("patterns must have a positive mean intensity")
         self.levels = np.array([map_scale(a64, y) for y in ys])  # element units per normalised unit
-        self.a = torch.as_tensor(a64 / self.pattern_scale, dtype=torch.float32, device=device)
+        a_norm = a64 / self.pattern_scale
+        self.a = torch.as_tensor(a_norm, dtype=torch.float32, device=device)
         self.y = torch.as_tensor(ys / (self.levels[:, None] * self.pattern_scale), dtype=torch.float32, device=device)
         rng = np.random.default_rng(p.seed)
         held = np.zeros(n, dtype=bool)
@@ -129,7 +130,7 @@ class _Problem:
         self.train = torch.as_tensor(~held, device=device)
         self.val = torch.as_tensor(held, device=device) if held.any() else None
         # the training residual: rows of the training set, optionally whitened
-        a_tr = a64[~held] / self.pattern_scale
+        a_tr = a_norm[~held]
         self.whiten = None
         if p.precondition:
             evals, evecs = np.linalg.eigh(a_tr @ a_tr.T)
@@ -212,10 +213,10 @@ class Siren(Solver):
         device = physics.device
         prob = _Problem(ys, physics, guide, p, device)
         z = pixel_coordinates(prob.shape, device)
-        warm, warm_info = self._warm_start(ys, physics, guide, prob)
         lams = [0.0] if prob.grad_txm is None else (list(p.lam_candidates) if p.lam == "auto" else [float(p.lam)])
         if p.lam == "auto" and prob.val is None:
             raise SolverError("lam='auto' needs held-out patterns (holdout > 0)")
+        warm, warm_info = self._warm_start(ys, physics, guide, prob)
         init = self._warm_state(prob, z, warm)
         runs = []
         for i, lam in enumerate(lams):
@@ -288,7 +289,7 @@ class Siren(Solver):
         def forward() -> torch.Tensor:
             return self._forward(net, z)
 
-        train, val = prob.train, prob.val
+        val = prob.val
         best: dict[str, Any] = {"score": float("inf"), "x": None, "best_step": 0, "val_error": None,
                                 "train_error": None}
         since_best = 0
