@@ -4,12 +4,15 @@ configuration, a real tiled server, subprocesses stopped by PID, polling with de
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +143,57 @@ class Process:
                 self.proc.wait(10)
         self._out.close()
         return int(self.proc.returncode)
+
+
+STARTUP = ROOT / "deploy" / "queueserver" / "startup"
+
+
+@contextlib.contextmanager
+def queue_manager(work: Path, *, tiled_uri: str, tiled_api_key: str, beamline_config: Path,
+                  timeout: float = 300) -> Iterator[tuple[Any, Path]]:
+    """A Redis-backed ``start-re-manager`` running ``deploy/queueserver/startup`` with its worker
+    environment open, and a bluesky-queueserver-api client; yields ``(client, regenerated plan list)``.
+
+    Redis keys live under a prefix of their own and are deleted afterwards; the manager is stopped by PID.
+    """
+    from bluesky_queueserver_api.zmq import REManagerAPI
+
+    plans_devices = work / "existing_plans_and_devices.yaml"
+    shutil.copy(STARTUP / "existing_plans_and_devices.yaml", plans_devices)  # the manager rewrites it
+    control, info = free_port(), free_port()
+    prefix = f"nxsci_test_{uuid.uuid4().hex[:8]}"
+    argv = [str(Path(sys.executable).parent / "start-re-manager"), "--startup-dir", str(STARTUP),
+            "--redis-addr", "127.0.0.1:6379", "--redis-name-prefix", prefix,
+            "--zmq-control-addr", f"tcp://127.0.0.1:{control}", "--zmq-info-addr", f"tcp://127.0.0.1:{info}",
+            "--existing-plans-devices", str(plans_devices), "--update-existing-plans-devices", "ENVIRONMENT_OPEN",
+            "--user-group-permissions", str(STARTUP / "user_group_permissions.yaml")]
+    proc = Process(argv, work / "manager.log", env(NXSCI_TILED_URI=tiled_uri, NXSCI_TILED_API_KEY=tiled_api_key,
+                                                   NXSCI_BEAMLINE_CONFIG=str(beamline_config),
+                                                   NXSCI_QSERVER_NO_TILED=""), cwd=work)
+    RM = REManagerAPI(zmq_control_addr=f"tcp://127.0.0.1:{control}", zmq_info_addr=f"tcp://127.0.0.1:{info}",
+                      request_fail_exceptions=False)
+
+    def ready() -> bool:
+        if proc.proc.poll() is not None:
+            raise AssertionError(f"start-re-manager exited:\n{proc.text()[-3000:]}")
+        try:
+            return RM.status()["manager_state"] == "idle"
+        except Exception:
+            return False
+
+    try:
+        wait_for(ready, 120, "the queue server manager")
+        RM.environment_open()
+        RM.wait_for_idle(timeout=timeout)
+        assert RM.status()["worker_environment_exists"], proc.text()[-3000:]
+        yield RM, plans_devices
+        RM.environment_close()
+        RM.wait_for_idle(timeout=120)
+    finally:
+        RM.close()
+        proc.stop(timeout=60)
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=6379)
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)

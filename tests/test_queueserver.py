@@ -3,9 +3,6 @@ with bluesky-queueserver-api, runs checked in the queue history and in a real ti
 
 from __future__ import annotations
 
-import shutil
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
-from _acquisition_harness import API_KEY, ROOT, Process, env, fast_config, free_port, wait_for
+from _acquisition_harness import API_KEY, STARTUP, fast_config, queue_manager
 from conftest import require_service
 from nxsci.services import TiledServer, TiledSettings, open_catalog
 
-STARTUP = ROOT / "deploy" / "queueserver" / "startup"
 pytestmark = [pytest.mark.slow, pytest.mark.needs_redis]
 
 
@@ -32,48 +28,10 @@ def tiled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TiledServer]:
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory: pytest.TempPathFactory, tiled: TiledServer) -> Iterator[tuple[Any, Path]]:
     require_service("Redis", "127.0.0.1", 6379)
-    from bluesky_queueserver_api.zmq import REManagerAPI
-
     work = tmp_path_factory.mktemp("qserver")
-    plans_devices = work / "existing_plans_and_devices.yaml"
-    shutil.copy(STARTUP / "existing_plans_and_devices.yaml", plans_devices)  # the manager rewrites it
-    control, info = free_port(), free_port()
-    prefix = f"nxsci_test_{uuid.uuid4().hex[:8]}"
-    argv = [str(Path(sys.executable).parent / "start-re-manager"), "--startup-dir", str(STARTUP),
-            "--redis-addr", "127.0.0.1:6379", "--redis-name-prefix", prefix,
-            "--zmq-control-addr", f"tcp://127.0.0.1:{control}", "--zmq-info-addr", f"tcp://127.0.0.1:{info}",
-            "--existing-plans-devices", str(plans_devices), "--update-existing-plans-devices", "ENVIRONMENT_OPEN",
-            "--user-group-permissions", str(STARTUP / "user_group_permissions.yaml")]
-    proc = Process(argv, work / "manager.log", env(NXSCI_TILED_URI=str(tiled.uri), NXSCI_TILED_API_KEY=API_KEY,
-                                                   NXSCI_BEAMLINE_CONFIG=str(fast_config(work)),
-                                                   NXSCI_QSERVER_NO_TILED=""), cwd=work)
-    RM = REManagerAPI(zmq_control_addr=f"tcp://127.0.0.1:{control}", zmq_info_addr=f"tcp://127.0.0.1:{info}",
-                      request_fail_exceptions=False)
-
-    def ready() -> bool:
-        if proc.proc.poll() is not None:
-            raise AssertionError(f"start-re-manager exited:\n{proc.text()[-3000:]}")
-        try:
-            return RM.status()["manager_state"] == "idle"
-        except Exception:
-            return False
-
-    try:
-        wait_for(ready, 120, "the queue server manager")
-        RM.environment_open()
-        RM.wait_for_idle(timeout=300)
-        assert RM.status()["worker_environment_exists"], proc.text()[-3000:]
+    with queue_manager(work, tiled_uri=str(tiled.uri), tiled_api_key=API_KEY,
+                       beamline_config=fast_config(work)) as (RM, plans_devices):
         yield RM, plans_devices
-        RM.environment_close()
-        RM.wait_for_idle(timeout=120)
-    finally:
-        RM.close()
-        proc.stop(timeout=60)
-        import redis
-
-        client = redis.Redis(host="127.0.0.1", port=6379)
-        for key in client.scan_iter(f"{prefix}*"):
-            client.delete(key)
 
 
 def test_queue_runs_nxsci_scan_into_tiled(manager: tuple[Any, Path], tiled: TiledServer) -> None:

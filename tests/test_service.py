@@ -26,7 +26,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     runs = {"sim": write_run(raw, simulation=SMALL_SIM),
             "slow": write_run(raw, simulation={"size": 48, "sampling": 0.3, "seed": 1}),
             "plain": write_run(raw)}  # a run without XRF data
-    svc = ServiceProcess(tmp, tiled_uri=tiled.uri.split("?")[0], config=service_config(tmp)).start()
+    # at most two queued jobs, so that the test of the full queue (429) stays small
+    svc = ServiceProcess(tmp, tiled_uri=tiled.uri.split("?")[0],
+                         config=service_config(tmp, limits={"max_queued": 2})).start()
     try:
         yield {"svc": svc, "client": client, "raw": raw, "runs": runs, "tiled": tiled}
     finally:
@@ -158,6 +160,11 @@ def test_cancel_failure_isolation_and_auto_trigger(env: dict[str, Any]) -> None:
     doomed_uid = write_run(raw, simulation=SMALL_SIM)
     doomed = svc.submit({"run_uid": doomed_uid, **FAST_TV})
     queued = svc.submit({"run_uid": env["runs"]["sim"], **FAST_TV})
+    # the queue holds two jobs now: a third is refused, and nothing is stored for it
+    before = len(svc.get("/api/v1/reconstructions").json()["reconstructions"])
+    full = svc.post("/api/v1/reconstructions", {"run_uid": env["runs"]["sim"], **FAST_TV})
+    assert full.status_code == 429 and "the queue is full (2 jobs)" in full.json()["detail"], full.text
+    assert len(svc.get("/api/v1/reconstructions").json()["reconstructions"]) == before
     start = dict(raw[doomed_uid].metadata["start"])
     start["nxsci_simulation"] = None  # (tiled merges metadata patches: None removes the key)
     raw[doomed_uid].update_metadata(metadata={"start": start})
