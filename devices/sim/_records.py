@@ -222,6 +222,11 @@ class BeamlineRecords:
         a(h5 + "CreateDirectory", "int", -5, rbv=True)
         a(h5 + "WriteMessage", "char", "", length=256)
         self.db.handle(cam + "Acquire", self._acquire, concurrent=True)
+        # as areaDetector, the readbacks of these follow the work: FilePath_RBV once FilePathExists_RBV says
+        # whether the directory exists, Capture_RBV once the file is open and FileNumber incremented (a
+        # client that waits for the readback, as ophyd's staging does, then finds both done)
+        self.db.specs[h5 + "FilePath"].echo = None
+        self.db.specs[h5 + "Capture"].echo = None
         self.db.handle(h5 + "FilePath", self._file_path)
         self.db.handle(h5 + "Capture", self._capture)
 
@@ -296,6 +301,7 @@ class BeamlineRecords:
         if not path.is_dir() and int(self.io.get(self._hdf5 + "CreateDirectory")) < 0:
             path.mkdir(parents=True, exist_ok=True)
         self.io.post(self._hdf5 + "FilePathExists_RBV", int(path.is_dir()))
+        self.io.post(self._hdf5 + "FilePath_RBV", str(value))
 
     def _capture(self, value: Any) -> None:
         io, h5 = self.io, self._hdf5
@@ -325,10 +331,10 @@ class BeamlineRecords:
             return
         io.post(h5 + "FullFileName_RBV", full)
         io.post(h5 + "NumCaptured_RBV", 0)
-        io.post(h5 + "Capture_RBV", 1)
         if int(io.get(h5 + "AutoIncrement")) == 1:
             io.post(h5 + "FileNumber", number + 1)
             io.post(h5 + "FileNumber_RBV", number + 1)
+        io.post(h5 + "Capture_RBV", 1)
 
     def _close_file(self) -> None:
         with self._h5_lock:
