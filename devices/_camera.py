@@ -45,13 +45,19 @@ class TXMCamera(SingleTrigger, DetectorBase):
 
         ophyd's own returns ``self._status``, which the acquisition-done callback may already have reset
         to None when the acquisition ends before ``trigger`` returns (instantaneous simulated exposures)."""
+        status = self.acquire()
+        self.generate_datum(self._image_name, time.time(), {})
+        return status
+
+    def acquire(self) -> StatusBase:
+        """Start one acquisition, without the datum of the HDF5 file that :meth:`trigger` adds to the next
+        ``read()``: for readers that take the frame itself (a datum costs a schema-validated document)."""
         if self._staged != Staged.yes:
             raise RuntimeError("This detector is not ready to trigger. Call the stage() method before triggering.")
         status = self._status_type(self)
         with self._status_lock:
             self._status = status
         self._acquisition_signal.put(1, wait=False)
-        self.generate_datum(self._image_name, time.time(), {})
         return status
 
     def _acquire_changed(self, value: object = None, old_value: object = None, **kwargs: object) -> None:

@@ -5,11 +5,14 @@
   IOC's disk. The camera is staged as usual (its HDF5 file remains the IOC-side archive).
 * :class:`SimTruth` and :class:`SimTruthMaps`: ground truth of the simulated instrument (true stage
   error, expected element counts, element maps) so that a run can be scored; simulated beamlines only.
+* :class:`Readings` and :class:`DeviceReadings`: what an event records of the devices, chosen signals
+  instead of each device's whole ``read()`` (see below).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +20,7 @@ from ophyd.status import AndStatus, StatusBase, SubscriptionStatus
 
 from nxsci.devices import TXMCamera
 
-__all__ = ["InlineFrames", "SimTruth", "SimTruthMaps", "IndexSignal"]
+__all__ = ["InlineFrames", "SimTruth", "SimTruthMaps", "IndexSignal", "Readings", "DeviceReadings"]
 
 
 def _done() -> StatusBase:
@@ -64,6 +67,87 @@ class IndexSignal:
         return {"fields": [self.name]}
 
 
+class Readings:
+    """Several readables (signals, plan-side readables) recorded in an event as one (one RunEngine ``read``).
+
+    An event of ``nxsci_scan`` needs, besides the detectors, the configuration index and where the motors
+    were: their readbacks. A motor's own ``read()`` adds its setpoint (the start document records the
+    schedule) and walks the device tree; each object read is one more RunEngine message. One readable of
+    the readback signals costs a fraction of that. No configuration of its own: the motors' configuration
+    (velocity, offsets, ...) is recorded once per run in the ``baseline`` stream's descriptor.
+    """
+
+    def __init__(self, name: str, parts: Sequence[Any]) -> None:
+        self.name = name
+        self.parent = None
+        self.parts = list(parts)
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for part in self.parts:
+            out.update(part.read())
+        return out
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for part in self.parts:
+            out.update(part.describe())
+        return out
+
+    def read_configuration(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+    def describe_configuration(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+    @property
+    def hints(self) -> dict[str, list[str]]:
+        return {"fields": [f for part in self.parts for f in getattr(part, "hints", {}).get("fields", [])]}
+
+
+class DeviceReadings:
+    """Chosen signals of a device (``attrs``, dotted component paths) read in place of the whole device: the
+    same data keys and descriptions as the device's ``read()``/``describe()`` gives for them, and the device's
+    configuration in the descriptor.
+
+    The Vortex's ``read()`` gives 25 values (ROI sums, preset and elapsed times twice, rates) by walking its
+    component tree (~0.1 ms); an NxSCI event needs the spectrum, the elapsed real and live times and the
+    dead-time figures. The ROI sums are sums over the spectrum; not reading them also saves their Channel
+    Access reads on a real IOC.
+    """
+
+    def __init__(self, device: Any, attrs: Sequence[str]) -> None:
+        self.device = device
+        self.name = device.name
+        self.parent = None
+        self.signals = [getattr(device, attr) for attr in attrs]
+
+    def trigger(self) -> StatusBase:
+        return self.device.trigger()
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for signal in self.signals:
+            out.update(signal.read())
+        return out
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        full = self.device.describe()  # once per stream: keeps what the device adds (the spectrum's dtype_numpy)
+        return {signal.name: full[signal.name] if signal.name in full else signal.describe()[signal.name]
+                for signal in self.signals}
+
+    def read_configuration(self) -> dict[str, dict[str, Any]]:
+        return dict(self.device.read_configuration())
+
+    def describe_configuration(self) -> dict[str, dict[str, Any]]:
+        return dict(self.device.describe_configuration())
+
+    @property
+    def hints(self) -> dict[str, list[str]]:
+        names = {signal.name for signal in self.signals}
+        return {"fields": [f for f in getattr(self.device, "hints", {}).get("fields", []) if f in names]}
+
+
 class InlineFrames:
     """The camera's frames as uint16 arrays in the events (data key ``<camera>_image``, shape (H, W)).
 
@@ -89,7 +173,7 @@ class InlineFrames:
         counter = self.camera.image.array_counter
         target = int(counter.get()) + 1
         fresh = SubscriptionStatus(counter, lambda value, **_: int(value) >= target, run=True)
-        return AndStatus(self.camera.trigger(), fresh)
+        return AndStatus(self.camera.acquire(), fresh)  # no HDF5 datum: the frame goes into the event
 
     def _shape(self) -> tuple[int, int]:
         size = self.camera.cam.array_size
@@ -97,8 +181,6 @@ class InlineFrames:
 
     def read(self) -> dict[str, dict[str, Any]]:
         frame = self.camera.last_frame()
-        for _ in self.camera.collect_asset_docs():  # datums of the HDF5 archive copy: not part of the run
-            pass
         return {self.key: {"value": frame, "timestamp": time.time()}}
 
     def describe(self) -> dict[str, dict[str, Any]]:
@@ -131,10 +213,9 @@ class SimTruth:
     def read(self) -> dict[str, dict[str, Any]]:
         now = time.time()
         counts = np.zeros(len(self.elements))
-        for acquisition in reversed(list(self.model.acquisitions)):
-            if acquisition["kind"] == "vortex":
-                counts = np.array([acquisition["element_counts"][e] for e in self.elements], dtype=np.float64)
-                break
+        acquisition = self.model.last_acquisition("vortex")
+        if acquisition is not None:
+            counts = np.array([acquisition["element_counts"][e] for e in self.elements], dtype=np.float64)
         shift = np.asarray(self.model.sample_shift_px(), dtype=np.float64)
         return {f"{self.name}_shift": {"value": shift, "timestamp": now},
                 f"{self.name}_counts": {"value": counts, "timestamp": now}}

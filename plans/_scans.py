@@ -22,13 +22,30 @@ from ._context import PatternLibrary, PlanError, current_context
 from ._metadata import (STREAMS, beamline_metadata, mca_calibration, merge_md, resolve_elements, resolve_energy,
                         sample_metadata)
 from ._movers import ConfigurationMover, StagePosition
-from ._readers import IndexSignal, InlineFrames, SimTruth, SimTruthMaps
-from ._schedule import check_configurations, draw_schedule
+from ._readers import DeviceReadings, IndexSignal, InlineFrames, Readings, SimTruth, SimTruthMaps
+from ._schedule import DIFFUSER_AXES, check_configurations, draw_schedule, resolve_axis
 from ._stubs import acquire, move, move_sample, move_to_configuration, set_exposure, take_darks
 
 __all__ = ["nxsci_scan", "calibrate_patterns"]
 
 _MOTORS = ("diffuser1", "diffuser2", "condenser", "pinhole", "zone_plate", "sample_stage")
+#: what a sample-in event records of the Vortex (its full read() adds ROI sums and duplicate times)
+VORTEX_EVENT_ATTRS = ("mca.spectrum", "elapsed_real", "elapsed_live", "dead_time", "dxp.input_count_rate",
+                      "dxp.output_count_rate")
+
+
+def _illumination(bl: Beamline, index: IndexSignal) -> Readings:
+    """Per event: the configuration index and the diffuser readbacks (``diffuser1_x`` ... ``diffuser2_y``)."""
+    return Readings("illumination", [index, *(resolve_axis(bl, axis).user_readback for axis in DIFFUSER_AXES)])
+
+
+def _sample(bl: Beamline) -> Readings:
+    """Per sample-in event: the sample-stage readbacks and, simulated, the true displacement and counts."""
+    stage = bl.sample_stage
+    parts: list[Any] = [stage.x.user_readback, stage.y.user_readback, stage.z.user_readback]
+    if bl.model is not None:
+        parts.append(SimTruth(bl.model))
+    return Readings("sample", parts)
 
 
 def _check_common(exposure: float, num_darks: int) -> None:
@@ -141,11 +158,10 @@ def nxsci_scan(num_patterns: int | None = None, *, configurations: list[dict[str
     frames = InlineFrames(bl.camera)
     index = IndexSignal("config_index")
     mover, stage = ConfigurationMover(bl), StagePosition(bl.sample_stage)
-    sample_in_detectors: list[Any] = [frames, bl.vortex]
-    sample_in_extra: list[Any] = [index, bl.diffuser1, bl.diffuser2, bl.sample_stage]
-    if bl.model is not None:
-        sample_in_extra.append(SimTruth(bl.model))
-    pattern_extra = [index, bl.diffuser1, bl.diffuser2]
+    illumination = _illumination(bl, index)
+    sample_in_detectors: list[Any] = [frames, DeviceReadings(bl.vortex, VORTEX_EVENT_ATTRS)]
+    sample_in_extra: list[Any] = [illumination, _sample(bl)]
+    pattern_extra = [illumination]
 
     @bpp.baseline_decorator([bl.devices[name] for name in _MOTORS] + [bl.shutter])
     @bpp.stage_decorator([frames, bl.vortex])
@@ -204,7 +220,7 @@ def calibrate_patterns(num_patterns: int | None = None, *, configurations: list[
     frames = InlineFrames(bl.camera)
     index = IndexSignal("config_index")
     mover, stage = ConfigurationMover(bl), StagePosition(bl.sample_stage)
-    extra = [index, bl.diffuser1, bl.diffuser2]
+    extra = [_illumination(bl, index)]
 
     @bpp.baseline_decorator([bl.devices[name] for name in _MOTORS] + [bl.shutter])
     @bpp.stage_decorator([frames])

@@ -118,6 +118,7 @@ class InstrumentModel:
         self._rng_vortex = np.random.default_rng(p.vortex.seed)
         self._pattern_cache: tuple[tuple[float, ...], np.ndarray] | None = None
         self.acquisitions: collections.deque[dict[str, object]] = collections.deque(maxlen=100_000)
+        self._last: dict[str, dict[str, object]] = {}  # kind -> its latest acquisition
 
     # -- state -----------------------------------------------------------------------------------
     def position(self, axis: str) -> float:
@@ -330,8 +331,16 @@ class InstrumentModel:
     # -- truth -----------------------------------------------------------------------------------
     def _log(self, kind: str, **info: object) -> None:
         pos = self.positions()
-        self.acquisitions.append({"kind": kind, "time": time.time(), "positions": pos,
-                                  "shift_px": self.sample_shift_px(), "shutter_open": self.shutter_open, **info})
+        entry = {"kind": kind, "time": time.time(), "positions": pos, "shift_px": self.sample_shift_px(),
+                 "shutter_open": self.shutter_open, **info}
+        with self._lock:
+            self.acquisitions.append(entry)
+            self._last[kind] = entry
+
+    def last_acquisition(self, kind: str) -> dict[str, object] | None:
+        """The latest acquisition of ``kind`` (``"camera"``, ``"vortex"``), or None."""
+        with self._lock:
+            return self._last.get(kind)
 
     def ground_truth(self) -> GroundTruth:
         """The sample's maps and TXM image, the current stage error, and every acquisition so far."""
