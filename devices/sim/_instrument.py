@@ -23,7 +23,8 @@ import dataclasses
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -48,6 +49,17 @@ AXES: tuple[str, ...] = (
 
 #: sample displaced further than this many field sizes is treated as entirely out of the beam
 _OUT_OF_FIELD = 1.5
+#: the axes the diffuser pattern depends on, and those the beam envelope and flux depend on
+_PATTERN_AXES = ("diffuser1.y", "diffuser1.x", "diffuser2.y", "diffuser2.x")
+_BEAM_AXES = ("condenser.x", "condenser.y", "condenser.pitch", "condenser.yaw", "pinhole.x", "pinhole.y")
+
+_T = TypeVar("_T")
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """``array``, read-only: a remembered field is shared by every caller."""
+    array.flags.writeable = False
+    return array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +129,12 @@ class InstrumentModel:
         self._rng_camera = np.random.default_rng(p.camera.seed)
         self._rng_vortex = np.random.default_rng(p.vortex.seed)
         self._pattern_cache: tuple[tuple[float, ...], np.ndarray] | None = None
+        # the last result of each costly field (key, value): an illumination configuration is used by the
+        # sample-out frame, the sample-in frame and the spectrum, a stage position by the frame and the
+        # spectrum; values are read-only arrays, shared by the callers
+        self._memo: dict[str, tuple[object, object]] = {}
+        self._maps64 = _frozen(self.sample.maps.astype(np.float64))
+        self._txm64 = _frozen(self.sample.txm.astype(np.float64))
         self.acquisitions: collections.deque[dict[str, object]] = collections.deque(maxlen=100_000)
         self._last: dict[str, dict[str, object]] = {}  # kind -> its latest acquisition
 
@@ -176,7 +194,7 @@ class InstrumentModel:
     def pattern(self, pos: Mapping[str, float] | None = None) -> np.ndarray:
         """The diffuser pattern (mean ~1, no envelope) for the diffuser positions in ``pos`` (default: now)."""
         pos = self.positions() if pos is None else pos
-        key = tuple(pos[a] for a in ("diffuser1.y", "diffuser1.x", "diffuser2.y", "diffuser2.x"))
+        key = tuple(pos[a] for a in _PATTERN_AXES)
         cached = self._pattern_cache
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -185,10 +203,23 @@ class InstrumentModel:
         self._pattern_cache = (key, pat)
         return pat
 
+    def _remember(self, name: str, key: object, compute: Callable[[], _T]) -> _T:
+        """``compute()``, or its value for the same ``key`` the last time ``name`` was asked for."""
+        last = self._memo.get(name)
+        if last is not None and last[0] == key:
+            return last[1]  # type: ignore[return-value]
+        value = compute()
+        self._memo[name] = (key, value)
+        return value
+
     def beam(self, pos: Mapping[str, float] | None = None) -> tuple[np.ndarray, float]:
         """Beam envelope (mean 1 when centred) and the flux through the pinhole (1 = aligned, reference size)."""
-        o = self.params.optics
         pos = self.positions() if pos is None else pos
+        key = tuple(pos[a] for a in _BEAM_AXES)
+        return self._remember("beam", key, lambda: self._beam(pos))
+
+    def _beam(self, pos: Mapping[str, float]) -> tuple[np.ndarray, float]:
+        o = self.params.optics
         cy = (o.envelope_center[0] + o.condenser_shift_per_mm * pos["condenser.y"]
               + o.condenser_shift_per_mrad * pos["condenser.pitch"])
         cx = (o.envelope_center[1] + o.condenser_shift_per_mm * pos["condenser.x"]
@@ -203,7 +234,7 @@ class InstrumentModel:
         through = 1.0 - math.exp(-0.5 * (r / o.focus_size_um) ** 2)  # share of the focus inside the pinhole
         passed = through / (1.0 - math.exp(-0.5 * (r0 / o.focus_size_um) ** 2))
         flux = passed * math.exp(-0.5 * (fy**2 + fx**2) / r**2)
-        return env, flux
+        return _frozen(env), flux
 
     def _gaussian(self, cy: float, cx: float, sigma: float) -> np.ndarray:
         """Gaussian spot centred at (cy, cx) in field half-sizes (0 = field centre)."""
@@ -217,8 +248,13 @@ class InstrumentModel:
         pos = self.positions() if pos is None else pos
         if not (self.shutter_open if shutter is None else shutter):
             return np.zeros(self.shape)
-        env, flux = self.beam(pos)
-        return self.pattern(pos) * env * flux
+        key = tuple(pos[a] for a in (*_PATTERN_AXES, *_BEAM_AXES))
+
+        def compute() -> np.ndarray:
+            env, flux = self.beam(pos)
+            return _frozen(self.pattern(pos) * env * flux)
+
+        return self._remember("illumination", key, compute)
 
     # -- the sample where the stage put it ----------------------------------------------------------
     def _shifted(self, image: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
@@ -227,18 +263,30 @@ class InstrumentModel:
             return np.zeros_like(image)
         if shift == (0.0, 0.0):
             return image
-        axes = (0,) * (image.ndim - 2)
-        return ndimage.shift(image, (*axes, *shift), order=1, mode="constant", cval=0.0)
+        if image.ndim == 2:
+            return ndimage.shift(image, shift, order=1, mode="constant", cval=0.0)
+        # one 2D shift per leading index: the same values as one N-D order-1 shift with no shift along the
+        # leading axes (its weights there are exactly 1 and 0), at half the cost
+        flat = image.reshape(-1, *image.shape[-2:])
+        out = np.stack([ndimage.shift(plane, shift, order=1, mode="constant", cval=0.0) for plane in flat])
+        return out.reshape(image.shape)
 
     def sample_maps(self, shift: tuple[float, float] | None = None) -> np.ndarray:
-        """Element maps (E, H, W) in the field, displaced by the stage."""
-        return self._shifted(self.sample.maps.astype(np.float64), self.sample_shift_px() if shift is None else shift)
+        """Element maps (E, H, W) in the field, displaced by the stage (read-only)."""
+        shift = self.sample_shift_px() if shift is None else shift
+        return self._remember("maps", shift, lambda: _frozen(self._shifted(self._maps64, shift)))
 
     def sample_density(self, shift: tuple[float, float] | None = None) -> np.ndarray:
-        """Optical density (H, W) in the field, displaced by the stage and blurred by sample-z defocus."""
-        od = self._shifted(self.sample.txm.astype(np.float64), self.sample_shift_px() if shift is None else shift)
+        """Optical density (H, W) in the field, displaced by the stage and blurred by sample-z defocus
+        (read-only)."""
+        shift = self.sample_shift_px() if shift is None else shift
         dz = abs(self.position("sample_stage.z") - self.sample_in["z"]) * self.params.optics.defocus_px_per_mm
-        return ndimage.gaussian_filter(od, dz, mode="nearest") if dz > 0.05 else od
+
+        def compute() -> np.ndarray:
+            od = self._shifted(self._txm64, shift)
+            return _frozen(ndimage.gaussian_filter(od, dz, mode="nearest") if dz > 0.05 else od)
+
+        return self._remember("density", (shift, dz), compute)
 
     # -- camera ----------------------------------------------------------------------------------
     def camera_view(self, image: np.ndarray, pos: Mapping[str, float]) -> np.ndarray:
@@ -290,7 +338,8 @@ class InstrumentModel:
         pos = self.positions() if pos is None else pos
         illum = self.illumination(pos)
         maps = self.sample_maps(shift)
-        a = PatternPhysics(illum[None], dtype=torch.float64).A(maps)[:, 0] / illum.size
+        # writable copies: torch does not take read-only arrays (the remembered fields are)
+        a = PatternPhysics(np.array(illum[None]), dtype=torch.float64).A(np.array(maps))[:, 0] / illum.size
         v = self.params.vortex
         return {e: float(v.xrf_cps * self.relative_sensitivity[e] * a[i]) for i, e in enumerate(self.elements)}
 
