@@ -92,6 +92,7 @@ class BeamlineRecords:
         self._io: PVIO | None = None
         self._h5_lock = threading.Lock()
         self._h5: Any = None
+        self._h5_data: Any = None  # the open file's frame dataset
         self._h5_index = 0
         self._stop_vortex = threading.Event()
         self._stop_camera = threading.Event()
@@ -280,11 +281,12 @@ class BeamlineRecords:
             io.post(h5 + "ArraySize1_RBV", h)
             with self._h5_lock:
                 if self._h5 is not None:
-                    dset = self._h5["entry/data/data"]
+                    # no flush per frame: like the HDF5 plugin with NumFramesFlush = 0 (its default), the
+                    # file is complete when capture ends (closing flushes it)
+                    dset = self._h5_data
                     dset.resize(self._h5_index + 1, axis=0)
                     dset[self._h5_index] = frame
                     self._h5_index += 1
-                    self._h5.flush()
                     captured = self._h5_index
                 else:
                     captured = None
@@ -322,9 +324,9 @@ class BeamlineRecords:
             with self._h5_lock:
                 self._close_file_locked()
                 f = h5py.File(full, "w")
-                f.create_dataset("entry/data/data", shape=(0, size, size), maxshape=(None, size, size),
-                                 dtype="uint16", chunks=(1, size, size))
-                self._h5, self._h5_index = f, 0
+                dset = f.create_dataset("entry/data/data", shape=(0, size, size), maxshape=(None, size, size),
+                                        dtype="uint16", chunks=(1, size, size))
+                self._h5, self._h5_data, self._h5_index = f, dset, 0
         except OSError as exc:
             io.post(h5 + "WriteMessage", f"cannot create {full}: {exc}"[:255])
             io.post(h5 + "Capture_RBV", 0)
@@ -344,7 +346,7 @@ class BeamlineRecords:
     def _close_file_locked(self) -> None:
         if self._h5 is not None:
             self._h5.close()
-            self._h5 = None
+            self._h5 = self._h5_data = None
 
     def close(self) -> None:
         """Close an open HDF5 file (server shutdown)."""

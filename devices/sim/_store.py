@@ -100,10 +100,14 @@ class PVStore:
         if wait and not done.wait(timeout):
             raise TimeoutError(f"put to {name} did not complete within {timeout} s")
 
-    def subscribe(self, name: str, fn: Callable[[Any, float], None]) -> None:
+    def subscribe(self, name: str, fn: Callable[[Any, float], None], *, run: bool = False) -> None:
+        """``fn(value, timestamp)`` on every new value of ``name`` (from the dispatcher thread); ``run``: also
+        once with the current value, delivered before any later update."""
         self.spec(name)
         with self._lock:
             self._subs[name].append(fn)
+            if run:  # queued under the lock: a concurrent post queues its update after this one
+                self._events.put((fn, (self._values[name], self._stamps[name])))
 
     def unsubscribe(self, name: str, fn: Callable[[Any, float], None]) -> None:
         with self._lock:
@@ -156,6 +160,10 @@ class SimEpicsSignalRO(Signal):
                  connection_timeout: float | None = None, **kwargs: Any) -> None:
         store = _find_store(kwargs.get("parent"))
         self._store = store
+        # like ophyd's EpicsSignalBase, the PV is monitored from the first value subscription on (_monitor): a
+        # signal nobody subscribes to (most motor-record and detector fields) costs nothing when the IOC posts
+        self._monitor_lock = threading.Lock()
+        self._monitoring = False
         self._read_name = read_pv
         self._write_name = write_pv or read_pv
         self._put_complete = put_complete
@@ -172,7 +180,6 @@ class SimEpicsSignalRO(Signal):
                               enum_strs=spec.enum_strs if spec.kind == "enum" else None,
                               lower_ctrl_limit=wspec.limits[0], upper_ctrl_limit=wspec.limits[1],
                               severity=0, status=0)
-        store.subscribe(read_pv, self._on_update)
 
     # -- values -----------------------------------------------------------------------------------
     def _convert(self, value: Any, as_string: bool | None = None, count: int | None = None) -> Any:
@@ -192,6 +199,23 @@ class SimEpicsSignalRO(Signal):
         self._readback = self._convert(value)
         self._metadata["timestamp"] = timestamp
         self._run_subs(sub_type=self.SUB_VALUE, old_value=old, value=self._readback, timestamp=timestamp)
+
+    def subscribe(self, callback: Callable[..., None], event_type: str | None = None, run: bool = True) -> int:
+        if (event_type or self._default_sub) == self.SUB_VALUE:
+            self._monitor()
+        return super().subscribe(callback, event_type=event_type, run=run)
+
+    def _monitor(self) -> None:
+        """Start monitoring the read PV (once): ``_on_update`` with its current value, then with each new one."""
+        with self._monitor_lock:
+            if self._monitoring:
+                return
+            self._monitoring = True
+        self._store.subscribe(self._read_name, self._on_update, run=True)
+
+    @property
+    def timestamp(self) -> float:
+        return self._store.timestamp(self._read_name)
 
     def get(self, *, as_string: bool | None = None, count: int | None = None, use_monitor: bool | None = None,
             timeout: float | None = None, connection_timeout: float | None = None, **kwargs: Any) -> Any:
@@ -267,7 +291,8 @@ class SimEpicsSignalRO(Signal):
         return None
 
     def destroy(self) -> None:
-        self._store.unsubscribe(self._read_name, self._on_update)
+        if self._monitoring:
+            self._store.unsubscribe(self._read_name, self._on_update)
         super().destroy()
 
     # -- writes -----------------------------------------------------------------------------------
