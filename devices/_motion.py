@@ -7,14 +7,48 @@ configuration (default: the axis name in capitals, so ``prefix + "X"``), see :fu
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ophyd import Component as Cpt
 from ophyd import Device, EpicsMotor
-from ophyd.status import AndStatus, StatusBase
+from ophyd.status import StatusBase
 
-__all__ = ["Motor", "DiffuserStage", "Condenser", "Pinhole", "ZonePlate", "SampleStage", "with_components"]
+__all__ = ["Motor", "DiffuserStage", "Condenser", "Pinhole", "ZonePlate", "SampleStage", "AllStatus",
+           "with_components"]
+
+
+class AllStatus(StatusBase):
+    """Done when all of ``statuses`` are: successful if every one succeeded, else failed with the first
+    failure's exception (at once, without waiting for the others), like a chain of ``AndStatus``.
+
+    A chain of ``AndStatus`` over N statuses is N - 1 more statuses and 2(N - 1) callbacks (each
+    ``add_callback`` inspects the callback's signature); this is one status and N callbacks.
+    """
+
+    def __init__(self, statuses: Sequence[StatusBase], **kwargs: object) -> None:
+        self.statuses = list(statuses)
+        self._remaining = len(self.statuses)
+        self._count_lock = threading.Lock()
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        if not self.statuses:
+            self.set_finished()
+        for status in self.statuses:
+            status.add_callback(self._member_done)
+
+    def _member_done(self, status: StatusBase) -> None:
+        with self._count_lock:
+            if self.done or self._externally_initiated_completion:
+                return
+            self._remaining -= 1
+            if not status.success:
+                self.set_exception(status.exception() or RuntimeError(f"{status!r} failed"))
+            elif self._remaining == 0:
+                self.set_finished()
+
+    def __repr__(self) -> str:
+        return " & ".join(f"({s!r})" for s in self.statuses) or "AllStatus()"
 
 
 class Motor(EpicsMotor):
@@ -112,14 +146,7 @@ class SampleStage(Device):
         if not isinstance(value, str) or value not in self.named_positions:
             raise ValueError(f"{self.name}: unknown position {value!r}; named positions are "
                              f"{', '.join(self.named_positions) or 'none'}")
-        status: StatusBase | None = None
-        for axis, target in self.named_positions[value].items():
-            st = getattr(self, axis).set(target)
-            status = st if status is None else AndStatus(status, st)
-        if status is None:
-            status = StatusBase()
-            status.set_finished()
-        return status
+        return AllStatus([getattr(self, axis).set(target) for axis, target in self.named_positions[value].items()])
 
     def move_to(self, name: str, *, wait: bool = True, timeout: float | None = 60.0) -> StatusBase:
         status = self.set(name)

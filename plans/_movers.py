@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from ophyd import EpicsMotor
-from ophyd.status import AndStatus, StatusBase
+from ophyd.status import StatusBase
 
-from nxsci.devices import Beamline, SampleStage
+from nxsci.devices import AllStatus, Beamline, SampleStage
 
 from ._schedule import resolve_axis
 
@@ -30,12 +30,7 @@ def _done() -> StatusBase:
 
 
 def _all(statuses: list[StatusBase]) -> StatusBase:
-    if not statuses:
-        return _done()
-    combined = statuses[0]
-    for status in statuses[1:]:
-        combined = AndStatus(combined, status)
-    return combined
+    return AllStatus(statuses) if len(statuses) != 1 else statuses[0]
 
 
 class ConfigurationMover:

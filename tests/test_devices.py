@@ -251,3 +251,25 @@ def test_continuous_camera_and_live_time_preset(beamline: Beamline) -> None:
     assert vortex.elapsed_live.get() == pytest.approx(0.1)
     assert vortex.elapsed_real.get() > 0.1
     assert vortex.mca.preset_live_time.get() == pytest.approx(0.1)  # mirrored into the mca record
+
+
+def test_all_status_finishes_with_all_and_fails_with_the_first_failure() -> None:
+    from ophyd.status import StatusBase
+
+    from nxsci.devices import AllStatus
+
+    members = [StatusBase() for _ in range(3)]
+    combined = AllStatus(members)
+    members[0].set_finished()
+    members[2].set_finished()
+    assert not combined.done
+    members[1].set_finished()
+    combined.wait(1)
+    assert combined.success
+    assert AllStatus([]).done
+    failing = [StatusBase(), StatusBase()]
+    combined = AllStatus(failing)
+    failing[1].set_exception(ValueError("stalled"))
+    assert combined.done and not combined.success and isinstance(combined.exception(), ValueError)
+    failing[0].set_finished()  # a late success changes nothing
+    assert not combined.success
