@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from ophyd.status import AndStatus, StatusBase, SubscriptionStatus
+from ophyd.status import StatusBase, SubscriptionStatus
 
-from nxsci.devices import TXMCamera
+from nxsci.devices import AllStatus, TXMCamera
 
 __all__ = ["InlineFrames", "SimTruth", "SimTruthMaps", "IndexSignal", "Readings", "DeviceReadings"]
 
@@ -173,7 +173,7 @@ class InlineFrames:
         counter = self.camera.image.array_counter
         target = int(counter.get()) + 1
         fresh = SubscriptionStatus(counter, lambda value, **_: int(value) >= target, run=True)
-        return AndStatus(self.camera.acquire(), fresh)  # no HDF5 datum: the frame goes into the event
+        return AllStatus([self.camera.acquire(), fresh])  # no HDF5 datum: the frame goes into the event
 
     def _shape(self) -> tuple[int, int]:
         size = self.camera.cam.array_size

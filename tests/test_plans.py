@@ -82,6 +82,18 @@ def test_nxsci_scan_records_patterns_sample_in_darks_and_truth(beamline: Beamlin
     assert primary["camera_image"]["dtype_numpy"] == "<u2" and primary["camera_image"]["shape"] == [32, 32]
     assert primary["vortex_mca_spectrum"]["dtype_numpy"] == "<i4" and primary["vortex_mca_spectrum"]["shape"] == [2048]
     assert {"truth_shift", "truth_counts", "config_index", "diffuser1_x", "sample_stage_x"} <= set(primary)
+    # what the events record: what services read (frames, spectra, real/live time, diffuser readbacks, truth)
+    # and a few cheap per-acquisition figures; no setpoints, ROI sums or motor configuration per event
+    assert set(primary) == {"camera_image", "vortex_mca_spectrum", "vortex_elapsed_real", "vortex_elapsed_live",
+                            "vortex_dead_time", "vortex_dxp_input_count_rate", "vortex_dxp_output_count_rate",
+                            "config_index", "diffuser1_x", "diffuser1_y", "diffuser2_x", "diffuser2_y",
+                            "sample_stage_x", "sample_stage_y", "sample_stage_z", "truth_shift", "truth_counts"}
+    assert set(_descriptor(docs, "pattern")["data_keys"]) == {"camera_image", "config_index", "diffuser1_x",
+                                                              "diffuser1_y", "diffuser2_x", "diffuser2_y"}
+    configuration = _descriptor(docs, "primary")["configuration"]
+    assert configuration["vortex"]["data"]["vortex_mca_calibration_slope"] == pytest.approx(0.01)
+    assert "camera_cam_acquire_time" in configuration["camera"]["data"]
+    assert not any(n == "datum" for n, _ in docs)  # frames are in the events, not referenced in the IOC's file
     pattern, sample_in, darks = _events(docs, "pattern"), _events(docs, "primary"), _events(docs, "dark")
     assert [e["data"]["config_index"] for e in pattern] == [0, 1, 2, 3]
     assert [e["data"]["config_index"] for e in sample_in] == [0, 1, 2, 3]
@@ -92,6 +104,7 @@ def test_nxsci_scan_records_patterns_sample_in_darks_and_truth(beamline: Beamlin
         assert event["data"]["vortex_mca_spectrum"].sum() > 1000
         assert np.all(event["data"]["truth_counts"] > 0) and np.abs(event["data"]["truth_shift"]).max() < 4
         assert event["data"]["sample_stage_x"] == pytest.approx(0.0)  # the "in" position
+        assert 0 < event["data"]["vortex_elapsed_live"] <= event["data"]["vortex_elapsed_real"] == pytest.approx(0.5)
     # darks: shutter closed -> offset + dark current only; patterns are bright, the sample absorbs
     offset = beamline.model.params.camera.offset
     dark_mean = np.mean([e["data"]["camera_image"].mean() for e in darks])
