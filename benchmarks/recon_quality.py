@@ -37,7 +37,7 @@ Methods (``--methods``; parameters not named here are the library's defaults, re
                peers' reference, nominally converged.
     tv-under   PDHG stopped after ``--under-iterations`` (300) at the oracle weight: under-converged TV.
     guided-tv  TXM-edge-weighted TV, weight (and guidance strength) by the library's cross-validation.
-  Every-element rows: one ``solver.reconstruct_all(ys (E, N), physics, guide=txm)`` call for all elements
+  Every-element rows: one ``solver.reconstruct_all(ys (E, N), physics, guide=txm, sigma=...)`` call for all elements
   (SIREN's joint mode trains one network for all), so their time and memory are for ALL elements (‡):
     composition-tv     TV on element / TXM thickness, weight by the library's K-fold CV (default params).
     siren              SIREN, the library's defaults (whatever they are when the benchmark runs).
@@ -593,7 +593,7 @@ class _OracleFitter:
             a = physics.numpy_matrix().astype(np.float64)
             self.scale = map_scale(a, y)
             self.norm2 = physics.compute_norm() ** 2
-            self.fitter = _ADMMFitter(a, physics.img_shape, y / self.scale, params)
+            self.fitter = _ADMMFitter(a, physics.img_shape, (y / self.scale)[None], params)
             self.mode = "shared factorisation + warm starts (library ADMM fitter)"
         except Exception as exc:  # noqa: BLE001 - internal API changed: fall back, and say so
             self.mode = f"public solver calls (fast path unavailable: {type(exc).__name__}: {exc})"
@@ -608,7 +608,8 @@ class _OracleFitter:
         if self.fitter is not None:
             try:
                 warm = self.states[min(self.states, key=lambda v: abs(math.log(v / wgt)))] if self.states else None
-                x, state = self.fitter(wgt * self.norm2, 1.0, rows=None, key=-1, warm=warm)
+                xs, states = self.fitter([wgt * self.norm2], 1.0, rows=None, key=-1, warms=[warm], which=[0])
+                x, state = xs[0], states[0]
                 self.states[wgt] = state
                 x = (np.asarray(x, dtype=np.float64) * self.scale).astype(np.float32)
                 return x, {"iterations": getattr(state, "iterations", None)}
@@ -655,8 +656,9 @@ class Runner:
         solver = get_solver(method, params)
         physics = PatternPhysics(sub.patterns)
         ys = np.stack([sub.signal(e) for e in sub.elements])
-        with self.probe.measure() as rec:
-            results = solver.reconstruct_all(ys, physics, guide=sub.txm)
+        sigma = None if sub.signals_sigma is None else np.stack([sub.sigma(e) for e in sub.elements])
+        with self.probe.measure() as rec:  # with the uncertainties a spectrum fit gives, as `reconstruct` passes
+            results = solver.reconstruct_all(ys, physics, guide=sub.txm, sigma=sigma)
         rec["info"] = {"params": solver.params.model_dump(),
                        "per_element": {e: r.info for e, r in zip(sub.elements, results)}}
         return [np.asarray(r.x) for r in results], rec
@@ -1465,10 +1467,11 @@ def _scaling_child(spec: dict[str, Any]) -> int:
         solver = get_solver(name, spec["params"])
         physics = PatternPhysics(ds.patterns)
         ys = np.stack([ds.signal(e) for e in ds.elements])
+        sigma = None if ds.signals_sigma is None else np.stack([ds.sigma(e) for e in ds.elements])
         input_mb = (ds.patterns.nbytes + physics.matrix.element_size() * physics.matrix.nelement()) / 1024**2
         say("start", method=name)
         with probe.measure() as rec:
-            results = solver.reconstruct_all(ys, physics, guide=ds.txm)
+            results = solver.reconstruct_all(ys, physics, guide=ds.txm, sigma=sigma)
         process_peak = _status_kb("VmHWM") / 1024 if probe.method == "rss" else None
         info0 = results[0].info
         say("done", method=name, seconds=rec["seconds"], cpu_seconds=rec["cpu_seconds"], peak_mb=rec["peak_mb"],

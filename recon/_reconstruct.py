@@ -77,10 +77,11 @@ def reconstruct(dataset: Dataset, *, method: str | None = None, elements: Sequen
     timings["registration_s"] = time.perf_counter() - t0
     physics = PatternPhysics(patterns, device=resolve_device(device))
     ys = np.stack([dataset.signal(element) for element in chosen])
+    sigma = None if dataset.signals_sigma is None else np.stack([dataset.sigma(element) for element in chosen])
     t1 = time.perf_counter()
     callback, bar = _progress_for(", ".join(chosen), progress)
     try:
-        results = solver.reconstruct_all(ys, physics, guide=dataset.txm, progress=callback)
+        results = solver.reconstruct_all(ys, physics, guide=dataset.txm, sigma=sigma, progress=callback)
     finally:
         if bar is not None:
             bar.close()

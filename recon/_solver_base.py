@@ -47,6 +47,8 @@ class Solver(abc.ABC):
     #: None = same as ``uses_guide``; False for methods that use a TXM image when there is one
     guide_required: ClassVar[bool | None] = None
     description: ClassVar[str] = ""
+    #: True for methods whose :meth:`solve_many` accepts the measurements' uncertainties (``sigma=``)
+    uses_sigma: ClassVar[bool] = False
 
     def __init__(self, params: SolverParams | dict[str, Any] | None = None, **kwargs: Any) -> None:
         merged = dict(params.model_dump() if isinstance(params, SolverParams) else (params or {}))
@@ -68,12 +70,18 @@ class Solver(abc.ABC):
         return cls.uses_guide if cls.guide_required is None else bool(cls.guide_required)
 
     def reconstruct_all(self, ys: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None = None,
+                        sigma: np.ndarray | None = None,
                         progress: ProgressCallback | None = None) -> list[SolverResult]:
-        """Every element's measurements ``ys`` (E, N) at once; methods that share work across elements
-        (one network for all elements) override :meth:`solve_many`, the rest solve one by one."""
+        """Every element's measurements ``ys`` (E, N) at once, with their 1-sigma uncertainties ``sigma``
+        (E, N) when known (methods that use them choose weights from the noise level); methods that share
+        work across elements override :meth:`solve_many`, the rest solve one by one."""
         ys = np.atleast_2d(np.asarray(ys, dtype=np.float64))
         checked = np.stack([check_inputs(y, physics, guide if self.uses_guide else None) for y in ys])
-        return self.solve_many(checked, physics, guide=guide if self.uses_guide else None, progress=progress)
+        extra: dict[str, Any] = {}
+        if sigma is not None and self.uses_sigma:
+            extra["sigma"] = check_sigma(sigma, checked.shape)
+        return self.solve_many(checked, physics, guide=guide if self.uses_guide else None, progress=progress,
+                               **extra)
 
     def solve_many(self, ys: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
                    progress: ProgressCallback | None) -> list[SolverResult]:
@@ -106,6 +114,23 @@ def check_inputs(y: np.ndarray, physics: PatternPhysics, guide: np.ndarray | Non
     if physics.num_patterns < 2:
         raise SolverError(f"too few patterns: {physics.num_patterns} (need at least 2)")
     return y
+
+
+def check_sigma(sigma: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Uncertainties must match the measurements and be finite and positive (they divide residuals)."""
+    s = np.asarray(sigma, dtype=np.float64)
+    if s.ndim == 1 and len(shape) == 2 and shape[0] == 1:
+        s = s[None]
+    if s.shape != tuple(shape):
+        raise DatasetError(f"uncertainties (sigma) have shape {s.shape} but the measurements have {tuple(shape)}")
+    if not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise DatasetError("uncertainties (sigma) must be finite and >= 0")
+    if np.any(s == 0):  # e.g. a fit of an empty spectrum: as certain as the most certain measurement
+        positive = np.where(s > 0, s, np.inf).min(axis=1, keepdims=True)
+        if not np.all(np.isfinite(positive)):
+            raise DatasetError("uncertainties (sigma) of an element are all zero")
+        s = np.where(s > 0, s, positive)
+    return s
 
 
 _REGISTRY: dict[str, type[Solver]] = {}

@@ -7,14 +7,22 @@ strongly correlated recorded-like patterns).
 ``tv``: isotropic TV + non-negativity. ``guided-tv``: the TV weight is lowered where the TXM image has
 edges, so edges the TXM shows are cheap; where it shows none, smoothing stays strong. The weight is
 given relative to ``||A||^2`` on a problem normalised to unit map scale, so one number means the same
-thing at any count level; ``"auto"`` chooses it by K-fold cross-validation (no ground truth).
+thing at any count level. Choosing it without ground truth: K-fold cross-validation (``"cv"``) or the
+discrepancy principle (``"discrepancy"``, chi^2/N = 1 with the measurements' uncertainties from the spectrum
+fit). Each errs towards weak weights in its own situation: CV because held-out prediction error cannot see
+errors in the patterns' null space, the discrepancy principle when the model error (noisy recorded patterns)
+adds to the counting noise. ``"auto"`` therefore takes the larger of the two when uncertainties are given
+(CV alone otherwise). Measured against each element's ground-truth-best weight on 64x64 battery cases:
+see benchmarks/README tables.
+
+All elements are solved together (same patterns, so shared factorisations and batched ADMM iterations).
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -25,17 +33,26 @@ from scipy import ndimage
 
 from ._errors import SolverError
 from ._physics import PatternPhysics, single_threaded_blas
-from ._tv_admm import ADMMState, TVSystem, admm_tv
+from ._tv_admm import ADMMState, TVSystem, admm_tv_batch
 from ._solver_base import ProgressCallback, Solver, SolverParams, SolverResult, register_solver
-from ._weight_selection import cross_validate_weight
+from ._weight_selection import DiscrepancyResult, cross_validate_weights, discrepancy_search, run_lockstep
 
 __all__ = ["TV", "TVParams", "GuidedTV", "GuidedTVParams", "CompositionTV", "CompositionTVParams", "txm_edge_weights",
            "map_scale"]
 
 
+#: the 'auto' rule when uncertainties are given
+AUTO_BOTH = "larger of cv and discrepancy"
+
+
 class TVParams(SolverParams):
-    weight: float | Literal["auto"] = Field(
-        "auto", description="TV weight relative to ||A||^2 (unit-scale problem); 'auto' = K-fold cross-validation")
+    weight: float | Literal["auto", "cv", "discrepancy"] = Field(
+        "auto", description="TV weight relative to ||A||^2 (unit-scale problem), or how to choose it: 'discrepancy' "
+                            "(Morozov: chi^2/N = discrepancy_target; needs the measurements' uncertainties), "
+                            "'cv' (K-fold cross-validation), 'auto' (the larger of the two weights when "
+                            "uncertainties are given, else cv)")
+    discrepancy_target: float = Field(1.0, gt=0, le=100, description="chi^2 per measurement the 'discrepancy' "
+                                                                     "rule aims for (1 = the noise level)")
     backend: Literal["admm", "pdhg"] = Field(
         "admm", description="'admm': exact-x-update ADMM run to tolerance (converged, default); "
                             "'pdhg': corrct's preconditioned PDHG for a fixed number of iterations")
@@ -59,7 +76,7 @@ class TVParams(SolverParams):
     @classmethod
     def _positive_weight(cls, v: float | str) -> float | str:
         if not isinstance(v, str) and not v >= 0:
-            raise ValueError("weight must be >= 0 or 'auto'")
+            raise ValueError("weight must be >= 0, 'auto', 'cv' or 'discrepancy'")
         return v
 
     @field_validator("weight_range")
@@ -107,6 +124,7 @@ class TV(Solver):
 
     name = "tv"
     Params = TVParams
+    uses_sigma = True
     description = "Total variation + non-negativity (corrct PDHG), weight by K-fold cross-validation."
 
     def _guidance_candidates(self, guide: np.ndarray | None) -> list[tuple[float, np.ndarray | float]]:
@@ -115,91 +133,173 @@ class TV(Solver):
 
     def solve(self, y: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
               progress: ProgressCallback | None) -> SolverResult:
-        with single_threaded_blas():
-            return self._solve(y, physics, guide=guide, progress=progress)
+        return self.solve_many(np.asarray(y)[None], physics, guide=guide, progress=progress)[0]
 
     def solve_many(self, ys: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
-                   progress: ProgressCallback | None) -> list[SolverResult]:
-        """Elements in parallel threads, one core each (BLAS single-threaded; numpy and scipy.fft release
-        the GIL), since one ADMM solve is memory-bound on a single core."""
-        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        workers = min(len(ys), self.params.threads or usable)
-        if workers <= 1:
-            return super().solve_many(ys, physics, guide=guide, progress=progress)
-        done = np.zeros(len(ys))
-        lock = threading.Lock()
+                   progress: ProgressCallback | None, sigma: np.ndarray | None = None) -> list[SolverResult]:
+        """All elements together. They share the patterns, so they share every factorisation (one per CV
+        fold), and each ADMM iteration serves all of them in one pass over the factor (the solve is
+        memory-bound, so E maps cost little more than one); the CV folds run in parallel threads, one core
+        each (BLAS single-threaded; numpy, scipy.fft and BLAS release the GIL)."""
+        with single_threaded_blas():
+            return self._solve_many(np.asarray(ys, dtype=np.float64), physics, guide=guide, progress=progress,
+                                    sigma=sigma)
 
-        def run(k: int) -> SolverResult:
-            def sub(frac: float, text: str) -> None:
-                with lock:
-                    done[k] = frac
-                    if progress is not None:
-                        progress(float(done.mean()), text)
-            return self.solve(ys[k], physics, guide=guide, progress=sub)
+    def _weight_rule(self, sigma: np.ndarray | None, n_candidates: int) -> str:
+        w = self.params.weight
+        if not isinstance(w, str):
+            return "fixed"
+        if w == "discrepancy":
+            if sigma is None:
+                raise SolverError("weight='discrepancy' needs the measurements' uncertainties (the dataset's "
+                                  "signals_sigma); use weight='cv' or a number")
+            if n_candidates > 1:
+                raise SolverError("weight='discrepancy' cannot choose the TXM guidance strength; give "
+                                  "min_weight a number or use weight='cv'")
+            return "discrepancy"
+        return AUTO_BOTH if w == "auto" and sigma is not None and n_candidates == 1 else "cv"
 
-        with single_threaded_blas(), ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(run, range(len(ys))))
-
-    def _solve(self, y: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
-               progress: ProgressCallback | None) -> SolverResult:
+    def _solve_many(self, ys: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
+                    progress: ProgressCallback | None, sigma: np.ndarray | None = None) -> list[SolverResult]:
         t0 = time.perf_counter()
         p = self.params
+        n_sets = ys.shape[0]
         a = physics.numpy_matrix().astype(np.float64)
-        scale = map_scale(a, y)
-        yn = y / scale
+        scales = np.array([map_scale(a, y) for y in ys])
+        yn = ys / scales[:, None]
         norm2 = physics.compute_norm() ** 2
         candidates = self._guidance_candidates(guide)
         fit = (_ADMMFitter if p.backend == "admm" else _PDHGFitter)(a, physics.img_shape, yn, p)
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
-        info: dict[str, object] = {"backend": p.backend}
-        label, pixel_w = candidates[0]
-        if p.weight == "auto":
-            results = []
-            span = 0.9 / len(candidates)
-            for i, (lab, pw) in enumerate(candidates):
-                def train(w: float, k: int, train_mask: np.ndarray, warm: object, pw: object = pw) -> tuple:
-                    return fit(w * norm2, pw, rows=train_mask, key=k, warm=warm, cv=True)
+        infos: list[dict[str, object]] = [{"backend": p.backend} for _ in range(n_sets)]
+        choice = [0] * n_sets  # index of each set's guidance candidate
+        rule = self._weight_rule(sigma, len(candidates))
+        rules = [rule] * n_sets
+        weights = [float(p.weight) if rule == "fixed" else float("nan")] * n_sets  # fixed: strongest guidance
+        both = rule == AUTO_BOTH
+        disc_job = nearest = None
+        with ThreadPoolExecutor(max_workers=1) as background:
+            if rule == "discrepancy" or both:  # alongside the CV folds: their thread pool leaves a core idle
+                assert sigma is not None
+                disc_job = background.submit(self._discrepancy, fit, a, yn, sigma / scales[:, None], norm2,
+                                             candidates[0][1], None if both else progress)
+            if rule == "cv" or both:
+                per_candidate = []
+                span = 0.9 / len(candidates)
+                for i, (_, pw) in enumerate(candidates):
+                    def train_many(weights: list[float], k: int, mask: np.ndarray, warms: list[object],
+                                   which: list[int], pw: object = pw) -> tuple[np.ndarray, list[object]]:
+                        return fit([w * norm2 for w in weights], pw, rows=mask, key=k, warms=warms, which=which,
+                                   cv=True)
 
-                cv = cross_validate_weight(train, yn, a, p.weight_range, folds=p.cv_folds, seed=p.seed,
-                                           rule=p.cv_rule, se_factor=p.cv_se_factor, progress=progress, progress_span=(i * span, (i + 1) * span))
-                results.append((cv.min_loss, lab, pw, cv))
-            _, label, pixel_w, cv = min(results, key=lambda r: r[0])
-            weight = cv.weight
-            info["cross_validation"] = cv.as_dict()
-            if len(candidates) > 1:
-                info["guidance_cv_loss"] = {str(r[1]): r[0] for r in results}
-        else:  # a fixed weight uses the first (strongest) guidance candidate
-            weight = float(p.weight)
-        x, state = fit(weight * norm2, pixel_w, rows=None, key=-1, warm=None)
-        resid = a @ x.ravel() - yn
-        info.update(weight=weight, weight_absolute=weight * norm2, map_scale=scale,
-                    iterations=getattr(state, "iterations", p.iterations),
-                    relative_residual=float(np.linalg.norm(resid) / max(np.linalg.norm(yn), 1e-300)),
-                    seconds=time.perf_counter() - t0)
-        if len(candidates) > 1 or label != 1.0:
-            info["min_weight"] = label
+                    per_candidate.append(cross_validate_weights(
+                        train_many, yn, a, p.weight_range, folds=p.cv_folds, seed=p.seed, rule=p.cv_rule,
+                        se_factor=p.cv_se_factor, progress=progress, progress_span=(i * span, (i + 1) * span),
+                        threads=p.threads or usable))
+                for e in range(n_sets):
+                    losses = [cvs[e].min_loss for cvs in per_candidate]
+                    choice[e] = int(np.argmin(losses))
+                    weights[e] = per_candidate[choice[e]][e].weight
+                    infos[e]["cross_validation"] = per_candidate[choice[e]][e].as_dict()
+                    if len(candidates) > 1:
+                        infos[e]["guidance_cv_loss"] = {str(c[0]): loss for c, loss in zip(candidates, losses)}
+            if disc_job is not None:
+                found, nearest = disc_job.result()
+                for e, r in enumerate(found):
+                    infos[e]["discrepancy"] = r.as_dict()
+                    if both and r.bracketed:  # each rule errs towards weak weights: take the stronger
+                        weights[e] = max(weights[e], r.weight)
+                    elif both:  # the noise level is out of reach: the model or the uncertainties are off
+                        rules[e] = "cv"
+                    elif r.bracketed:
+                        weights[e] = r.weight
+                    else:
+                        raise SolverError(f"the discrepancy principle found no weight near {p.weight_range} "
+                                          f"(chi^2/N {min(r.chi2):.3g}..{max(r.chi2):.3g} for target {r.target}); "
+                                          "the uncertainties may be wrong: use weight='cv' or a number")
+        # the final fits start from the discrepancy search's nearest full-data solution when there is one
+        warm_final = [None if nearest is None else nearest(e, weights[e]) for e in range(n_sets)]
+        maps: list[np.ndarray | None] = [None] * n_sets
+        iterations: list[object] = [p.iterations] * n_sets
+        for j, (_, pw) in enumerate(candidates):
+            group = [e for e in range(n_sets) if choice[e] == j]
+            if group:
+                xs, states = fit([weights[e] * norm2 for e in group], pw, rows=None, key=-1,
+                                 warms=[warm_final[e] for e in group], which=group)
+                for i, e in enumerate(group):
+                    maps[e] = xs[i]
+                    iterations[e] = getattr(states[i], "iterations", p.iterations)
+        seconds = time.perf_counter() - t0
+        results = []
+        for e in range(n_sets):
+            x = maps[e]
+            assert x is not None
+            resid = a @ x.ravel() - yn[e]
+            infos[e].update(weight=weights[e], weight_absolute=weights[e] * norm2, map_scale=float(scales[e]),
+                            iterations=iterations[e],
+                            relative_residual=float(np.linalg.norm(resid) / max(np.linalg.norm(yn[e]), 1e-300)),
+                            weight_rule=rules[e], batch_seconds=seconds, batch_size=n_sets)
+            label = candidates[choice[e]][0]
+            if len(candidates) > 1 or label != 1.0:
+                infos[e]["min_weight"] = label
+            results.append(SolverResult(x=(x * scales[e]).astype(np.float32), info=infos[e]))
         if progress:
-            progress(1.0, f"weight {weight:.2e}")
-        return SolverResult(x=(x * scale).astype(np.float32), info=info)
+            progress(1.0, "weights " + ", ".join(f"{w:.2e}" for w in weights))
+        return results
+
+
+    def _discrepancy(self, fit: _ADMMFitter | _PDHGFitter, a: np.ndarray, yn: np.ndarray, sn: np.ndarray,
+                     norm2: float, pixel_w: np.ndarray | float, progress: ProgressCallback | None,
+                     ) -> tuple[list[DiscrepancyResult], Callable[[int, float], object]]:
+        """Each element's weight by the discrepancy principle, searched in lock-step (batched fits on the
+        full data, warm-started from the nearest weight); returns the results and ``nearest(element,
+        weight)``, the solver state of the nearest weight solved (to warm-start the final fit)."""
+        p = self.params
+        states: list[dict[float, object]] = [{} for _ in range(len(yn))]
+
+        def nearest(e: int, w: float) -> object:
+            known = states[e]
+            return known[min(known, key=lambda v: abs(np.log(v / w)))] if known else None
+
+        def evaluate(pending: dict[int, float]) -> dict[int, float]:
+            which = sorted(pending)
+            # converged fits (the final tolerance): chi^2 of an under-converged weak-weight fit is too high
+            xs, sts = fit([pending[e] * norm2 for e in which], pixel_w, rows=None, key=-1,
+                          warms=[nearest(e, pending[e]) for e in which], which=which)
+            out = {}
+            for i, e in enumerate(which):
+                states[e][pending[e]] = sts[i]
+                r = (a @ xs[i].ravel() - yn[e]) / sn[e]
+                out[e] = float(r @ r) / r.size
+            return out
+
+        def on_step(steps: int) -> None:
+            if progress:
+                progress(0.9 * min(steps / 10, 1.0), f"discrepancy step {steps}")
+
+        searches = [discrepancy_search(p.weight_range, target=p.discrepancy_target) for _ in range(len(yn))]
+        return run_lockstep(searches, evaluate, on_step), nearest
 
 
 class _ADMMFitter:
-    """Converged weighted-TV solves; one exact factorisation per row set (full data or a CV fold)."""
+    """Converged weighted-TV solves; one exact factorisation per row set (full data or a CV fold), shared
+    by every element and weight."""
 
     def __init__(self, a: np.ndarray, shape: tuple[int, int], y: np.ndarray, params: TVParams) -> None:
-        self.a, self.shape, self.y, self.p = a, shape, y, params
+        self.a, self.shape, self.y, self.p = a, shape, y, params  # y: (E, N)
         self.systems: dict[int, TVSystem] = {}
 
-    def __call__(self, lam: float, pixel_w: np.ndarray | float, *, rows: np.ndarray | None, key: int,
-                 warm: object, cv: bool = False) -> tuple[np.ndarray, ADMMState]:
-        if key not in self.systems:
+    def __call__(self, lams: list[float], pixel_w: np.ndarray | float, *, rows: np.ndarray | None, key: int,
+                 warms: list[object], which: list[int], cv: bool = False) -> tuple[np.ndarray, list[ADMMState]]:
+        if key not in self.systems:  # each fold's thread builds its own system
             self.systems[key] = TVSystem(self.a, self.shape, rows)
-        y = self.y if rows is None else self.y[rows]
-        state = admm_tv(self.systems[key], y, lam, pixel_weights=pixel_w, nonnegative=self.p.nonnegative,
-                        max_iter=self.p.cv_iterations if cv else self.p.iterations,
-                        tol=self.p.cv_tolerance if cv else self.p.tolerance,
-                        warm=warm if isinstance(warm, ADMMState) else None)
-        return (state.z2 if self.p.nonnegative else state.x), state
+        y = self.y[which] if rows is None else self.y[which][:, rows]
+        states = admm_tv_batch(self.systems[key], y, lams, pixel_weights=pixel_w, nonnegative=self.p.nonnegative,
+                               max_iter=self.p.cv_iterations if cv else self.p.iterations,
+                               tol=self.p.cv_tolerance if cv else self.p.tolerance,
+                               warms=[w if isinstance(w, ADMMState) else None for w in warms])
+        return np.stack([s.z2 if self.p.nonnegative else s.x for s in states]), states
 
 
 class _PDHGFitter:
@@ -216,16 +316,18 @@ class _PDHGFitter:
                                                                 backend="numpy")
         self.y, self.p = y.astype(np.float32), params
 
-    def __call__(self, lam: float, pixel_w: np.ndarray | float, *, rows: np.ndarray | None, key: int,
-                 warm: object, cv: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        reg = self.cct.regularizers.Regularizer_TV2D(lam * pixel_w)
-        solver = self.cct.solvers.PDHG(regularizer=reg, leave_progress=False)
+    def __call__(self, lams: list[float], pixel_w: np.ndarray | float, *, rows: np.ndarray | None, key: int,
+                 warms: list[object], which: list[int], cv: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
         mask = None if rows is None else rows.astype(np.float32)
-        x0 = warm if isinstance(warm, np.ndarray) else None
-        x, _ = solver(self.projector, self.y, iterations=self.p.iterations,
-                      lower_limit=0.0 if self.p.nonnegative else None, b_mask=mask, x0=x0)
-        x = np.asarray(x, dtype=np.float64)
-        return x, x
+        xs = []
+        for lam, warm, e in zip(lams, warms, which):
+            reg = self.cct.regularizers.Regularizer_TV2D(lam * pixel_w)
+            solver = self.cct.solvers.PDHG(regularizer=reg, leave_progress=False)
+            x0 = warm if isinstance(warm, np.ndarray) else None
+            x, _ = solver(self.projector, self.y[e], iterations=self.p.iterations,
+                          lower_limit=0.0 if self.p.nonnegative else None, b_mask=mask, x0=x0)
+            xs.append(np.asarray(x, dtype=np.float64))
+        return np.stack(xs), xs
 
 
 @register_solver
@@ -280,8 +382,8 @@ class CompositionTV(TV):
     description = ("TV on element / TXM thickness (composition), weight by K-fold CV; sharp TXM particle shapes "
                    "without painting TXM-only particles. Needs the TXM image.")
 
-    def solve(self, y: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
-              progress: ProgressCallback | None) -> SolverResult:
+    def solve_many(self, ys: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
+                   progress: ProgressCallback | None, sigma: np.ndarray | None = None) -> list[SolverResult]:
         if guide is None:
             raise SolverError("method 'composition-tv' needs a TXM image ('txm' in the dataset)")
         from ._txm_prior import txm_thickness
@@ -291,7 +393,8 @@ class CompositionTV(TV):
         h, w = physics.img_shape
         t = torch.as_tensor(thickness.reshape(1, -1), dtype=physics.dtype, device=physics.device)
         modulated = PatternPhysics((physics.matrix * t).reshape(-1, h, w), device=physics.device)
-        res = super().solve(y, modulated, guide=None, progress=progress)
-        res.x = (res.x * thickness).astype(np.float32)
-        res.info["output"] = "composition"
-        return res
+        results = super().solve_many(ys, modulated, guide=None, progress=progress, sigma=sigma)
+        for res in results:
+            res.x = (res.x * thickness).astype(np.float32)
+            res.info["output"] = "composition"
+        return results

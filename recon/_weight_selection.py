@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from ._solver_base import ProgressCallback
 
-__all__ = ["CrossValidationResult", "kfold_masks", "cross_validate_weight", "refine_log_minimum"]
+__all__ = ["CrossValidationResult", "kfold_masks", "cross_validate_weight", "cross_validate_weights", "weight_search",
+           "refine_log_minimum", "DiscrepancyResult", "discrepancy_search", "run_lockstep"]
 
 #: solve(weight, fold, train_mask, warm_state) -> (map (H, W), state to warm-start a neighbouring weight)
 TrainFunction = Callable[[float, int, np.ndarray, Any], tuple[np.ndarray, Any]]
@@ -86,57 +87,39 @@ def refine_log_minimum(grid: Sequence[float], loss: Sequence[float]) -> float:
     return float(np.exp(np.clip(-b / (2 * a), x0, x2)))
 
 
-class _FoldCache:
-    """Per-fold loss of each weight, with each fold's solver states kept for warm starts."""
-
-    def __init__(self, train: TrainFunction, y: np.ndarray, a: np.ndarray, masks: list[np.ndarray],
-                 progress: ProgressCallback | None, span: tuple[float, float], planned: int) -> None:
-        self.train, self.y, self.a, self.masks = train, y, a, masks
-        self.states: list[dict[float, Any]] = [{} for _ in masks]
-        self.fold_loss: dict[float, np.ndarray] = {}
-        self.progress, self.span, self.planned, self.done = progress, span, planned, 0
-
-    @staticmethod
-    def key(weight: float) -> float:
-        return float(f"{weight:.9e}")  # grid points reached by different paths coincide
-
-    def total(self, weight: float) -> float:
-        return float(self.evaluate(weight).sum())
-
-    def evaluate(self, weight: float) -> np.ndarray:
-        w = self.key(weight)
-        if w in self.fold_loss:
-            return self.fold_loss[w]
-        losses = np.zeros(len(self.masks))
-        for k, held in enumerate(self.masks):
-            known = self.states[k]
-            warm = known[min(known, key=lambda v: abs(math.log(v / w)))] if known else None
-            x, known[w] = self.train(w, k, ~held, warm)
-            r = self.a[held] @ x.ravel().astype(np.float64) - self.y[held]
-            losses[k] = float(r @ r)
-            self.done += 1
-            if self.progress:
-                lo, hi = self.span
-                frac = min(self.done / max(self.planned, 1), 0.99)
-                self.progress(lo + (hi - lo) * frac, f"cross-validation fit {self.done}")
-        self.fold_loss[w] = losses
-        return losses
+#: a weight search: yields the weights it needs, is sent each one's per-fold losses, returns the result
+WeightSearch = Generator[float, np.ndarray, CrossValidationResult]
+#: train_many(weights, fold, train_mask, warm_states, which) -> (maps (E', H, W), states): the problems
+#: ``which`` (indices into the measurement sets), each at its own weight, fitted on one fold's rows
+TrainManyFunction = Callable[[list[float], int, np.ndarray, list[Any], list[int]], tuple[np.ndarray, list[Any]]]
 
 
-def cross_validate_weight(train: TrainFunction, y: np.ndarray, a: np.ndarray, weight_range: tuple[float, float], *,
-                          folds: int = 5, seed: int = 0, rule: Rule = "se", se_factor: float = 0.5,
-                          progress: ProgressCallback | None = None,
-                          progress_span: tuple[float, float] = (0.0, 1.0)) -> CrossValidationResult:
-    """K-fold prediction error searched coarse-to-fine over ``weight_range``; see the module docstring."""
+def _key(weight: float) -> float:
+    return float(f"{weight:.9e}")  # grid points reached by different paths coincide
+
+
+def weight_search(weight_range: tuple[float, float], *, folds: int, rule: Rule = "se",
+                  se_factor: float = 0.5) -> WeightSearch:
+    """The coarse-to-fine search of the module docstring, written as a coroutine so that several
+    measurement sets (elements) can be searched in lock-step and their fits batched."""
+    fold_loss: dict[float, np.ndarray] = {}
+
+    def evaluate(weight: float) -> Generator[float, np.ndarray, np.ndarray]:
+        w = _key(weight)
+        if w not in fold_loss:
+            fold_loss[w] = np.asarray((yield w), dtype=np.float64)
+        return fold_loss[w]
+
+    def total(weight: float) -> float:
+        return float(fold_loss[_key(weight)].sum())
+
     lo, hi = sorted(float(v) for v in weight_range)
     n_coarse = max(2, int(round(math.log10(hi / lo))) + 1)
     coarse = np.geomspace(lo, hi, n_coarse)
-    cache = _FoldCache(train, y, a, kfold_masks(y.size, folds, seed), progress, progress_span,
-                       planned=(n_coarse + 6) * folds)
     for w in coarse[::-1]:  # strong -> weak: smooth solutions warm-start the detailed ones
-        cache.evaluate(w)
+        yield from evaluate(w)
     half = math.sqrt(coarse[1] / coarse[0])
-    best = min(cache.fold_loss, key=cache.total)
+    best = min(fold_loss, key=total)
     # a minimum on the edge of the range: the range was a guess, so step outwards (at most 3 decades)
     decade = coarse[1] / coarse[0]
     for _ in range(3):
@@ -146,39 +129,204 @@ def cross_validate_weight(train: TrainFunction, y: np.ndarray, a: np.ndarray, we
             hi = hi * decade
         else:
             break
-        cache.evaluate(lo if best <= lo * decade * 1.0001 else hi)
-        best = min(cache.fold_loss, key=cache.total)
+        yield from evaluate(lo if best <= lo * decade * 1.0001 else hi)
+        best = min(fold_loss, key=total)
     for w in (best / half, best * half):
         if lo <= w * 1.0001 and w <= hi * 1.0001:
-            cache.evaluate(w)
+            yield from evaluate(w)
     # quarter-decade neighbours of the best, so the minimum is located at the resolution of the rule's steps
     for w in (best / math.sqrt(half), best * math.sqrt(half)):
         if lo <= w * 1.0001 and w <= hi * 1.0001:
-            cache.evaluate(w)
-    best = min(cache.fold_loss, key=cache.total)
-    best_losses = cache.evaluate(best)
-    se = float(math.sqrt(folds) * np.std(best_losses))
+            yield from evaluate(w)
+    best = min(fold_loss, key=total)
+    se = float(math.sqrt(folds) * np.std(fold_loss[_key(best)]))
     if rule == "min":
-        grid = sorted(cache.fold_loss)
+        grid = sorted(fold_loss)
         near = [w for w in grid if abs(math.log(w / best)) <= math.log(half) * 1.01]
-        chosen = refine_log_minimum(near, [cache.total(w) for w in near]) if len(near) == 3 else best
+        chosen = refine_log_minimum(near, [total(w) for w in near]) if len(near) == 3 else best
     else:
-        chosen = _se_crossing(cache, best, se_factor * se, step=math.sqrt(half), upper=hi)
-    grid = sorted(cache.fold_loss)
-    return CrossValidationResult(weight=chosen, grid=grid, loss=[cache.total(w) for w in grid], folds=folds,
+        # the largest weight above the minimum whose loss stays within min + band (log-interpolated crossing)
+        limit = total(best) + se_factor * se
+        step = math.sqrt(half)
+        chosen = w = best
+        while w * step <= hi * 1.0001:
+            w = w * step
+            loss = float((yield from evaluate(w)).sum())
+            if loss > limit:
+                lp = total(chosen)
+                t = (limit - lp) / (loss - lp) if loss > lp else 0.0
+                chosen = float(math.exp(math.log(chosen) + t * (math.log(w) - math.log(chosen))))
+                break
+            chosen = w
+    grid = sorted(fold_loss)
+    return CrossValidationResult(weight=chosen, grid=grid, loss=[total(w) for w in grid], folds=folds,
                                  rule=rule, se_factor=se_factor, min_weight=best, standard_error=se)
 
 
-def _se_crossing(cache: _FoldCache, best: float, band: float, *, step: float, upper: float) -> float:
-    """Largest weight above the minimum whose loss stays within ``min + band`` (log-interpolated crossing)."""
-    limit = cache.total(best) + band
-    passing, w = best, best
-    while w * step <= upper * 1.0001:
-        w = w * step
-        loss = cache.total(w)
-        if loss > limit:
-            lp, lf = cache.total(passing), loss
-            t = (limit - lp) / (lf - lp) if lf > lp else 0.0
-            return float(math.exp(math.log(passing) + t * (math.log(w) - math.log(passing))))
-        passing = w
-    return passing
+def cross_validate_weight(train: TrainFunction, y: np.ndarray, a: np.ndarray, weight_range: tuple[float, float], *,
+                          folds: int = 5, seed: int = 0, rule: Rule = "se", se_factor: float = 0.5,
+                          progress: ProgressCallback | None = None,
+                          progress_span: tuple[float, float] = (0.0, 1.0)) -> CrossValidationResult:
+    """K-fold prediction error searched coarse-to-fine over ``weight_range``; see the module docstring."""
+    def train_many(weights: list[float], k: int, mask: np.ndarray, warms: list[Any],
+                   which: list[int]) -> tuple[np.ndarray, list[Any]]:
+        x, state = train(weights[0], k, mask, warms[0])
+        return np.asarray(x)[None], [state]
+
+    return cross_validate_weights(train_many, y[None], a, weight_range, folds=folds, seed=seed, rule=rule,
+                                  se_factor=se_factor, progress=progress, progress_span=progress_span)[0]
+
+
+def cross_validate_weights(train_many: TrainManyFunction, ys: np.ndarray, a: np.ndarray,
+                           weight_range: tuple[float, float], *, folds: int = 5, seed: int = 0, rule: Rule = "se",
+                           se_factor: float = 0.5, progress: ProgressCallback | None = None,
+                           progress_span: tuple[float, float] = (0.0, 1.0),
+                           threads: int = 1) -> list[CrossValidationResult]:
+    """One weight per row of ``ys`` (E, N), all searched together on the same folds: each step fits every
+    still-searching set at its own next weight in one batched call per fold (folds in ``threads``
+    parallel threads). Every fit warm-starts from the nearest weight already solved in its fold."""
+    n_sets = ys.shape[0]
+    masks = kfold_masks(ys.shape[1], folds, seed)
+    searches = [weight_search(weight_range, folds=folds, rule=rule, se_factor=se_factor) for _ in range(n_sets)]
+    states: list[list[dict[float, Any]]] = [[{} for _ in masks] for _ in range(n_sets)]
+    lo_w, hi_w = sorted(float(v) for v in weight_range)
+    planned = max(2, int(round(math.log10(hi_w / lo_w))) + 1) + 6
+
+    def fold_step(k: int, pending: dict[int, float]) -> np.ndarray:
+        held, which = masks[k], sorted(pending)
+        warms = []
+        for e in which:
+            known, w = states[e][k], pending[e]
+            warms.append(known[min(known, key=lambda v: abs(math.log(v / w)))] if known else None)
+        xs, new_states = train_many([pending[e] for e in which], k, ~held, warms, which)
+        pred = xs.reshape(len(which), -1).astype(np.float64) @ a[held].T
+        losses = np.empty(len(which))
+        for i, e in enumerate(which):
+            states[e][k][pending[e]] = new_states[i]
+            r = pred[i] - ys[e, held]
+            losses[i] = float(r @ r)
+        return losses
+
+    def on_step(steps: int) -> None:
+        if progress:
+            lo, hi = progress_span
+            progress(lo + (hi - lo) * min(steps / planned, 0.99), f"cross-validation step {steps}")
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, folds))) as pool:
+        def evaluate(pending: dict[int, float]) -> dict[int, np.ndarray]:
+            per_fold = np.stack(list(pool.map(lambda k: fold_step(k, pending), range(folds))), axis=1)
+            return {e: per_fold[i] for i, e in enumerate(sorted(pending))}
+
+        return run_lockstep(searches, evaluate, on_step)
+
+
+def run_lockstep(searches: list[Generator[float, Any, Any]],
+                 evaluate: Callable[[dict[int, float]], dict[int, Any]],
+                 on_step: Callable[[int], None] | None = None) -> list[Any]:
+    """Drive several weight searches together: each step asks every unfinished search for its next weight
+    and evaluates them all in one call (so the fits can be batched); returns each search's result."""
+    results: list[Any] = [None] * len(searches)
+    pending: dict[int, float] = {}
+    for e, search in enumerate(searches):
+        try:
+            pending[e] = next(search)
+        except StopIteration as done:
+            results[e] = done.value
+    steps = 0
+    while pending:
+        values = evaluate(dict(pending))
+        for e in sorted(pending):
+            try:
+                pending[e] = searches[e].send(values[e])
+            except StopIteration as done:
+                results[e] = done.value
+                del pending[e]
+        steps += 1
+        if on_step is not None:
+            on_step(steps)
+    return results
+
+
+@dataclasses.dataclass
+class DiscrepancyResult:
+    """Morozov's discrepancy principle: the weight whose fit leaves chi^2 / N = ``target`` (reported with
+    the whole curve, so a user can see how well the noise model fits)."""
+
+    weight: float
+    target: float
+    grid: list[float]
+    chi2: list[float]
+    bracketed: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {"weight": self.weight, "rule": "discrepancy", "target_chi2": self.target, "grid": self.grid,
+                "chi2_per_measurement": self.chi2, "bracketed": self.bracketed}
+
+
+def discrepancy_search(weight_range: tuple[float, float], *, target: float = 1.0, rel_tol: float = 0.03,
+                       max_refine: int = 8) -> Generator[float, float, DiscrepancyResult]:
+    """Coroutine: yields weights, is sent chi^2/N of the fit at each (increasing with the weight).
+
+    Decades from strong to weak until the target is bracketed (stepping up to 3 decades past the range),
+    then regula falsi (Illinois) in log(weight) vs log(chi^2) until chi^2 is within ``rel_tol`` of the
+    target or the bracket is narrower than 1/16 decade; the answer is log-interpolated in the bracket.
+    """
+    chi: dict[float, float] = {}
+
+    def evaluate(weight: float) -> Generator[float, float, float]:
+        w = _key(weight)
+        if w not in chi:
+            chi[w] = max(float((yield w)), 1e-300)
+        return chi[w]
+
+    def result(weight: float, bracketed: bool) -> DiscrepancyResult:
+        grid = sorted(chi)
+        return DiscrepancyResult(weight=float(weight), target=target, grid=grid, chi2=[chi[g] for g in grid],
+                                 bracketed=bracketed)
+
+    lo, hi = sorted(float(v) for v in weight_range)
+    strong, c_strong = hi, (yield from evaluate(hi))
+    for _ in range(3):  # even the strongest weight fits the data within the noise: look further up
+        if c_strong >= target:
+            break
+        strong = strong * 10.0
+        c_strong = yield from evaluate(strong)
+    if c_strong < target:
+        return result(strong, False)
+    weak, c_weak = strong, c_strong
+    floor = lo / 1000.0
+    while c_weak >= target:
+        if weak / 10.0 < floor * 0.999:
+            return result(weak, False)  # the data cannot be fitted down to the noise level in the range
+        strong, c_strong = weak, c_weak
+        weak = weak / 10.0
+        c_weak = yield from evaluate(weak)
+    # bracket: weak (chi2 < target) < strong (chi2 >= target); Illinois in log-log
+    lw, lcw = math.log(weak), math.log(c_weak) - math.log(target)
+    ls, lcs = math.log(strong), math.log(c_strong) - math.log(target)
+    side = 0
+    for _ in range(max_refine):
+        if ls - lw < math.log(10.0) / 16 or min(abs(lcw), abs(lcs)) < math.log1p(rel_tol):
+            break
+        lm = lw - lcw * (ls - lw) / (lcs - lcw) if lcs != lcw else 0.5 * (lw + ls)
+        lm = min(max(lm, lw + 0.02 * (ls - lw)), ls - 0.02 * (ls - lw))
+        lcm = math.log((yield from evaluate(math.exp(lm)))) - math.log(target)
+        if lcm < 0:
+            lw, lcw = lm, lcm
+            if side == -1:
+                lcs *= 0.5
+            side = -1
+        else:
+            ls, lcs = lm, lcm
+            if side == 1:
+                lcw *= 0.5
+            side = 1
+    if abs(lcw) <= abs(lcs) and abs(lcw) < math.log1p(rel_tol):
+        return result(math.exp(lw), True)
+    if abs(lcs) < math.log1p(rel_tol):
+        return result(math.exp(ls), True)
+    cw, cs = math.log(chi[_key(math.exp(lw))] / target), math.log(chi[_key(math.exp(ls))] / target)
+    t = -cw / (cs - cw) if cs != cw else 0.5
+    return result(math.exp(lw + t * (ls - lw)), True)

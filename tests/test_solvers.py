@@ -100,3 +100,60 @@ def test_cross_validation_is_reported_and_needs_no_truth() -> None:
     assert cv["weight"] >= cv["cv_min_weight"]  # the SE rule never regularises less than the minimum
     assert len(cv["grid"]) == len(cv["cv_loss"]) >= 6
     assert res.info["weight"] == pytest.approx(cv["weight"])
+
+
+def test_batched_admm_solves_each_element_as_it_would_alone() -> None:
+    """All elements share one factorisation and one pass over it per iteration; the result must not change."""
+    from nxsci.recon._tv_admm import TVSystem, admm_tv, admm_tv_batch
+
+    ds = _case(size=24, sampling=0.3)
+    a = PatternPhysics(ds.patterns).numpy_matrix().astype(np.float64)
+    ys = np.stack([ds.signal(e) for e in ds.elements])
+    ys = ys / ys.mean(axis=1, keepdims=True)
+    system = TVSystem(a, ds.image_shape)
+    norm2 = float(np.linalg.norm(a, 2) ** 2)
+    lams = [1e-4 * norm2, 1e-3 * norm2, 3e-5 * norm2]  # each its own weight, so each stops on its own
+    together = admm_tv_batch(system, ys, lams, max_iter=3000, tol=1e-5)
+    for y, lam, joint in zip(ys, lams, together):
+        alone = admm_tv(system, y, lam, max_iter=3000, tol=1e-5)
+        assert alone.iterations == joint.iterations
+        np.testing.assert_allclose(joint.z2, alone.z2, rtol=0, atol=1e-9 * float(np.abs(alone.z2).max()))
+
+
+def test_discrepancy_rule_fits_to_the_noise_level_without_truth() -> None:
+    ds = _case(size=64, sampling=0.05, seed=0)
+    ds.truth_maps = None  # nothing to cheat with
+    phys = PatternPhysics(ds.patterns)
+    ys = np.stack([ds.signal(e) for e in ds.elements])
+    sigma = np.stack([ds.sigma(e) for e in ds.elements])
+    found = get_solver("composition-tv", {"weight": "discrepancy"}).reconstruct_all(ys, phys, guide=ds.txm,
+                                                                                      sigma=sigma)
+    for y, s, res in zip(ys, sigma, found):
+        assert res.info["weight_rule"] == "discrepancy" and res.info["discrepancy"]["bracketed"]
+        chi2 = float(np.mean(((phys.A(res.x).astype(np.float64) - y) / s) ** 2))
+        assert chi2 == pytest.approx(1.0, rel=0.1)  # the final fit leaves residuals at the noise level
+    # 'auto' with uncertainties: the larger of the CV and the discrepancy weights
+    auto = get_solver("composition-tv").reconstruct_all(ys, phys, guide=ds.txm, sigma=sigma)
+    for res, alone in zip(auto, found):
+        assert res.info["weight_rule"] == "larger of cv and discrepancy"
+        cv_weight = res.info["cross_validation"]["weight"]
+        assert res.info["weight"] == pytest.approx(max(cv_weight, alone.info["weight"]), rel=1e-6)
+    # without uncertainties 'auto' cross-validates; 'discrepancy' says what it needs, and when it fails
+    assert get_solver("composition-tv").reconstruct_all(ys[:1], phys, guide=ds.txm)[0].info["weight_rule"] == "cv"
+    with pytest.raises(SolverError, match="signals_sigma"):
+        get_solver("tv", {"weight": "discrepancy"})(ys[0], phys)
+    with pytest.raises(SolverError, match="uncertainties may be wrong"):  # noise overstated 1000x
+        get_solver("composition-tv", {"weight": "discrepancy"}).reconstruct_all(ys[:1], phys, guide=ds.txm,
+                                                                                 sigma=1e3 * sigma[:1])
+
+
+def test_uncertainties_of_the_wrong_shape_or_negative_are_named() -> None:
+    from nxsci.recon import DatasetError
+
+    ds = _case(size=24)
+    phys = PatternPhysics(ds.patterns)
+    ys = np.stack([ds.signal(e) for e in ds.elements])
+    with pytest.raises(DatasetError, match="sigma"):
+        get_solver("tv", {"weight": 1e-4}).reconstruct_all(ys, phys, sigma=np.ones((2, ys.shape[1])))
+    with pytest.raises(DatasetError, match=">= 0"):
+        get_solver("tv", {"weight": 1e-4}).reconstruct_all(ys, phys, sigma=-np.ones_like(ys))
