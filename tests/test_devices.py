@@ -273,3 +273,22 @@ def test_all_status_finishes_with_all_and_fails_with_the_first_failure() -> None
     assert combined.done and not combined.success and isinstance(combined.exception(), ValueError)
     failing[0].set_finished()  # a late success changes nothing
     assert not combined.success
+
+
+def test_sim_set_completes_when_the_readback_says_the_work_is_done(beamline: Beamline, tmp_path: Path) -> None:
+    """A set without put completion is done when the readback equals the value (enum strings or indices);
+    the HDF5 plugin's Capture_RBV follows the opened file and the incremented FileNumber, as on an IOC."""
+    hdf5 = beamline.camera.hdf5
+    hdf5.file_write_mode.set("Stream").wait(5)
+    assert hdf5.file_write_mode.get(as_string=True) == "Stream"
+    hdf5.file_path.set(str(tmp_path) + "/").wait(5)
+    hdf5.file_name.set("probe").wait(5)
+    hdf5.file_number.set(7).wait(5)
+    hdf5.capture.set(1).wait(5)
+    try:
+        assert hdf5.file_number.get() == 8  # no waiting beyond the set: the file is open
+        assert Path(hdf5.full_file_name.get()).name == "probe_000007.h5"
+        assert Path(hdf5.full_file_name.get()).is_file()
+    finally:
+        hdf5.capture.set(0).wait(5)
+    assert hdf5.capture.get() == 0

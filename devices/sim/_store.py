@@ -378,6 +378,11 @@ class SimEpicsPathSignal(SimEpicsSignalWithRBV):
         self.path_semantics = path_semantics
         super().__init__(write_pv, string=True, **kwargs)
 
+    def set(self, value: Any, *, timeout: float | None = None, settle_time: float | None = None,
+            **kwargs: Any) -> Status:
+        # ophyd's set (a thread running _set_and_wait): the readback is compared as a path, not as a string
+        return Signal.set(self, value, timeout=timeout, settle_time=settle_time, **kwargs)
+
     def _set_and_wait(self, value: Any, timeout: float | None, **kwargs: Any) -> None:
         set_and_wait_path(self, value, timeout=timeout, path_semantics=self.path_semantics)
 
