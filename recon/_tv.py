@@ -264,9 +264,9 @@ class TV(Solver):
 
         def evaluate(pending: dict[int, float]) -> dict[int, float]:
             which = sorted(pending)
-            # converged fits (the final tolerance): chi^2 of an under-converged weak-weight fit is too high
+            # uncapped fits: chi^2 of a weak-weight fit stopped early is too high (and not monotone)
             xs, sts = fit([pending[e] * norm2 for e in which], pixel_w, rows=None, key=-1,
-                          warms=[nearest(e, pending[e]) for e in which], which=which)
+                          warms=[nearest(e, pending[e]) for e in which], which=which, search=True)
             out = {}
             for i, e in enumerate(which):
                 states[e][pending[e]] = sts[i]
@@ -291,13 +291,16 @@ class _ADMMFitter:
         self.systems: dict[int, TVSystem] = {}
 
     def __call__(self, lams: list[float], pixel_w: np.ndarray | float, *, rows: np.ndarray | None, key: int,
-                 warms: list[object], which: list[int], cv: bool = False) -> tuple[np.ndarray, list[ADMMState]]:
+                 warms: list[object], which: list[int], cv: bool = False,
+                 search: bool = False) -> tuple[np.ndarray, list[ADMMState]]:
+        """``cv``: a cross-validation fit (capped, looser tolerance); ``search``: a weight-search fit on the
+        full data (uncapped, looser tolerance); neither: the final fit."""
         if key not in self.systems:  # each fold's thread builds its own system
             self.systems[key] = TVSystem(self.a, self.shape, rows)
         y = self.y[which] if rows is None else self.y[which][:, rows]
         states = admm_tv_batch(self.systems[key], y, lams, pixel_weights=pixel_w, nonnegative=self.p.nonnegative,
                                max_iter=self.p.cv_iterations if cv else self.p.iterations,
-                               tol=self.p.cv_tolerance if cv else self.p.tolerance,
+                               tol=self.p.cv_tolerance if cv or search else self.p.tolerance,
                                warms=[w if isinstance(w, ADMMState) else None for w in warms])
         return np.stack([s.z2 if self.p.nonnegative else s.x for s in states]), states
 
@@ -317,7 +320,8 @@ class _PDHGFitter:
         self.y, self.p = y.astype(np.float32), params
 
     def __call__(self, lams: list[float], pixel_w: np.ndarray | float, *, rows: np.ndarray | None, key: int,
-                 warms: list[object], which: list[int], cv: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+                 warms: list[object], which: list[int], cv: bool = False,
+                 search: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
         mask = None if rows is None else rows.astype(np.float32)
         xs = []
         for lam, warm, e in zip(lams, warms, which):

@@ -71,3 +71,20 @@ def test_binder_ratio_and_oracle_search() -> None:
     assert module.binder_ratio(painted, truth, binder) == pytest.approx(0.5)
     best, runs = module.oracle_search(lambda w: {"mse": (np.log10(w) + 3.0) ** 2}, -20)
     assert 10 ** (best / 4) == pytest.approx(1e-3)
+
+
+def test_weight_rules_benchmark_scores_every_rule(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "rules.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "weight_rules.py"), "--size", "32", "--seeds", "1",
+                          "--samplings", "25", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    (case,) = report["cases"]
+    assert len(case["tv_oracle"]) == len(case["composition_oracle"]) == 3
+    # the ground-truth-best weight is an upper bound for every rule (up to the sweep's grid spacing)
+    for rule in ("cv", "auto"):
+        assert all(p <= best + 0.5 for p, best in zip(case[rule], case["composition_oracle"])), (rule, case)
+    assert "| `auto` |" in report["summary_markdown"] and "| `auto` |" in run.stdout
