@@ -913,7 +913,7 @@ def row_labels(runner: Runner, args: argparse.Namespace, default_keys: dict[str,
     from nxsci.recon import get_solver
 
     base = {
-        "composition-tv": "Composition TV, auto weight (K-fold CV) ‡",
+        "composition-tv": "Composition TV, auto weight (larger of CV and discrepancy) ‡",
         "siren": "SIREN (library defaults) ‡",
         "siren-no-prior": "SIREN, no TXM gradient prior (txm_prior=false) ‡",
         "siren-map": "SIREN, map output, no composition (output=map) ‡",
