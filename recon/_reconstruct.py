@@ -77,7 +77,7 @@ def reconstruct(dataset: Dataset, *, method: str | None = None, elements: Sequen
     timings["registration_s"] = time.perf_counter() - t0
     physics = PatternPhysics(patterns, device=resolve_device(device))
     ys = np.stack([dataset.signal(element) for element in chosen])
-    sigma = None if dataset.signals_sigma is None else np.stack([dataset.sigma(element) for element in chosen])
+    sigma, sigma_note = _usable_sigma(dataset, chosen)
     t1 = time.perf_counter()
     callback, bar = _progress_for(", ".join(chosen), progress)
     try:
@@ -96,7 +96,19 @@ def reconstruct(dataset: Dataset, *, method: str | None = None, elements: Sequen
     return ReconResult(maps=maps, elements=chosen, method=method, parameters=solver.params.model_dump(),
                        metrics=metrics, solver_info=infos, timings=timings,
                        provenance={"registration": reg_info, "num_patterns": dataset.num_patterns,
+                                   "uncertainties": sigma_note,
                                    "image_shape": list(dataset.image_shape), "device": str(physics.device)})
+
+
+def _usable_sigma(dataset: Dataset, chosen: Sequence[str]) -> tuple[np.ndarray | None, str]:
+    """The measurements' uncertainties when they can be used. They only help choose regularisation weights,
+    so unusable ones (NaN, negative, all zero) are set aside with a note instead of failing the job."""
+    if dataset.signals_sigma is None:
+        return None, "none in the dataset"
+    sigma = np.stack([dataset.sigma(element) for element in chosen]).astype(np.float64)
+    if not np.all(np.isfinite(sigma)) or np.any(sigma < 0) or np.any(np.all(sigma == 0, axis=1)):
+        return None, "signals_sigma ignored (NaN, negative or all-zero values): weights chosen without them"
+    return sigma, "signals_sigma used"
 
 
 def _progress_for(label: str, progress: bool | ElementProgress) -> tuple[Any, Any]:

@@ -157,3 +157,17 @@ def test_uncertainties_of_the_wrong_shape_or_negative_are_named() -> None:
         get_solver("tv", {"weight": 1e-4}).reconstruct_all(ys, phys, sigma=np.ones((2, ys.shape[1])))
     with pytest.raises(DatasetError, match=">= 0"):
         get_solver("tv", {"weight": 1e-4}).reconstruct_all(ys, phys, sigma=-np.ones_like(ys))
+
+
+def test_reconstruct_uses_the_datasets_uncertainties_and_sets_unusable_ones_aside() -> None:
+    from nxsci.recon import reconstruct
+
+    ds = _case(size=32, sampling=0.25, seed=1)
+    used = reconstruct(ds, elements=["Ni"])
+    assert used.provenance["uncertainties"] == "signals_sigma used"
+    assert "discrepancy" in used.solver_info["Ni"]  # the noise level was searched for
+    ds.signals_sigma = np.zeros_like(ds.signals)  # e.g. a fit that reported no uncertainties
+    aside = reconstruct(ds, elements=["Ni"])
+    assert aside.provenance["uncertainties"].startswith("signals_sigma ignored")
+    assert "discrepancy" not in aside.solver_info["Ni"] and aside.solver_info["Ni"]["weight_rule"] == "cv"
+    assert aside.metrics["Ni"]["psnr"] > 20
