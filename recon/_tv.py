@@ -21,6 +21,7 @@ All elements are solved together (same patterns, so shared factorisations and ba
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -179,31 +180,36 @@ class TV(Solver):
         weights = [float(p.weight) if rule == "fixed" else float("nan")] * n_sets  # fixed: strongest guidance
         both = rule == AUTO_BOTH
         disc_job = nearest = None
+        stop = threading.Event()  # set when the CV side fails or is cancelled, so the search stops too
         with ThreadPoolExecutor(max_workers=1) as background:
             if rule == "discrepancy" or both:  # alongside the CV folds: their thread pool leaves a core idle
                 assert sigma is not None
                 disc_job = background.submit(self._discrepancy, fit, a, yn, sigma / scales[:, None], norm2,
-                                             candidates[0][1], None if both else progress)
-            if rule == "cv" or both:
-                per_candidate = []
-                span = 0.9 / len(candidates)
-                for i, (_, pw) in enumerate(candidates):
-                    def train_many(weights: list[float], k: int, mask: np.ndarray, warms: list[object],
-                                   which: list[int], pw: object = pw) -> tuple[np.ndarray, list[object]]:
-                        return fit([w * norm2 for w in weights], pw, rows=mask, key=k, warms=warms, which=which,
-                                   cv=True)
+                                             candidates[0][1], None if both else progress, stop)
+            try:
+                if rule == "cv" or both:
+                    per_candidate = []
+                    span = 0.9 / len(candidates)
+                    for i, (_, pw) in enumerate(candidates):
+                        def train_many(weights: list[float], k: int, mask: np.ndarray, warms: list[object],
+                                       which: list[int], pw: object = pw) -> tuple[np.ndarray, list[object]]:
+                            return fit([w * norm2 for w in weights], pw, rows=mask, key=k, warms=warms, which=which,
+                                       cv=True)
 
-                    per_candidate.append(cross_validate_weights(
-                        train_many, yn, a, p.weight_range, folds=p.cv_folds, seed=p.seed, rule=p.cv_rule,
-                        se_factor=p.cv_se_factor, progress=progress, progress_span=(i * span, (i + 1) * span),
-                        threads=p.threads or usable))
-                for e in range(n_sets):
-                    losses = [cvs[e].min_loss for cvs in per_candidate]
-                    choice[e] = int(np.argmin(losses))
-                    weights[e] = per_candidate[choice[e]][e].weight
-                    infos[e]["cross_validation"] = per_candidate[choice[e]][e].as_dict()
-                    if len(candidates) > 1:
-                        infos[e]["guidance_cv_loss"] = {str(c[0]): loss for c, loss in zip(candidates, losses)}
+                        per_candidate.append(cross_validate_weights(
+                            train_many, yn, a, p.weight_range, folds=p.cv_folds, seed=p.seed, rule=p.cv_rule,
+                            se_factor=p.cv_se_factor, progress=progress, progress_span=(i * span, (i + 1) * span),
+                            threads=p.threads or usable))
+                    for e in range(n_sets):
+                        losses = [cvs[e].min_loss for cvs in per_candidate]
+                        choice[e] = int(np.argmin(losses))
+                        weights[e] = per_candidate[choice[e]][e].weight
+                        infos[e]["cross_validation"] = per_candidate[choice[e]][e].as_dict()
+                        if len(candidates) > 1:
+                            infos[e]["guidance_cv_loss"] = {str(c[0]): loss for c, loss in zip(candidates, losses)}
+            except BaseException:
+                stop.set()
+                raise
             if disc_job is not None:
                 found, nearest = disc_job.result()
                 for e, r in enumerate(found):
@@ -248,9 +254,9 @@ class TV(Solver):
             progress(1.0, "weights " + ", ".join(f"{w:.2e}" for w in weights))
         return results
 
-
     def _discrepancy(self, fit: _ADMMFitter | _PDHGFitter, a: np.ndarray, yn: np.ndarray, sn: np.ndarray,
                      norm2: float, pixel_w: np.ndarray | float, progress: ProgressCallback | None,
+                     stop: threading.Event | None = None,
                      ) -> tuple[list[DiscrepancyResult], Callable[[int, float], object]]:
         """Each element's weight by the discrepancy principle, searched in lock-step (batched fits on the
         full data, warm-started from the nearest weight); returns the results and ``nearest(element,
@@ -263,6 +269,8 @@ class TV(Solver):
             return known[min(known, key=lambda v: abs(np.log(v / w)))] if known else None
 
         def evaluate(pending: dict[int, float]) -> dict[int, float]:
+            if stop is not None and stop.is_set():
+                raise SolverError("the discrepancy search was stopped")
             which = sorted(pending)
             # uncapped fits: chi^2 of a weak-weight fit stopped early is too high (and not monotone)
             xs, sts = fit([pending[e] * norm2 for e in which], pixel_w, rows=None, key=-1,

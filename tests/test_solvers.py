@@ -171,3 +171,24 @@ def test_reconstruct_uses_the_datasets_uncertainties_and_sets_unusable_ones_asid
     assert aside.provenance["uncertainties"].startswith("signals_sigma ignored")
     assert "discrepancy" not in aside.solver_info["Ni"] and aside.solver_info["Ni"]["weight_rule"] == "cv"
     assert aside.metrics["Ni"]["psnr"] > 20
+
+
+def test_a_cancelled_solve_stops_its_background_weight_search() -> None:
+    """The service cancels by raising from the progress callback; no solver thread may outlive the call."""
+    import threading
+
+    ds = _case(size=32, sampling=0.25, seed=1)
+    ys = np.stack([ds.signal(e) for e in ds.elements])
+    sigma = np.stack([ds.sigma(e) for e in ds.elements])
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(fraction: float, text: str) -> None:
+        raise Cancelled(text)
+
+    before = threading.active_count()
+    with pytest.raises(Cancelled):
+        get_solver("composition-tv").reconstruct_all(ys, PatternPhysics(ds.patterns), guide=ds.txm, sigma=sigma,
+                                                     progress=cancel)
+    assert threading.active_count() == before
