@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from ._dataset import Dataset
-from ._errors import SolverError
+from ._errors import DatasetError, SolverError
 from ._metrics import frc_resolution, psnr, ssim
 from ._physics import PatternPhysics, resolve_device
 from ._results import ReconResult
-from ._solver_base import Solver, get_solver
+from ._solver_base import Solver, check_sigma, get_solver
 
 __all__ = ["reconstruct", "default_method", "ElementProgress"]
 
@@ -102,13 +102,14 @@ def reconstruct(dataset: Dataset, *, method: str | None = None, elements: Sequen
 
 def _usable_sigma(dataset: Dataset, chosen: Sequence[str]) -> tuple[np.ndarray | None, str]:
     """The measurements' uncertainties when they can be used. They only help choose regularisation weights,
-    so unusable ones (NaN, negative, all zero) are set aside with a note instead of failing the job."""
+    so ones the solvers would refuse (``check_sigma``) are set aside with a note instead of failing the job."""
     if dataset.signals_sigma is None:
         return None, "none in the dataset"
-    sigma = np.stack([dataset.sigma(element) for element in chosen]).astype(np.float64)
-    if not np.all(np.isfinite(sigma)) or np.any(sigma < 0) or np.any(np.all(sigma == 0, axis=1)):
-        return None, "signals_sigma ignored (NaN, negative or all-zero values): weights chosen without them"
-    return sigma, "signals_sigma used"
+    sigma = np.stack([dataset.sigma(element) for element in chosen])
+    try:
+        return check_sigma(sigma, sigma.shape), "signals_sigma used"
+    except DatasetError as exc:
+        return None, f"signals_sigma ignored ({exc}): weights chosen without them"
 
 
 def _progress_for(label: str, progress: bool | ElementProgress) -> tuple[Any, Any]:

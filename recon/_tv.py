@@ -36,7 +36,8 @@ from ._errors import SolverError
 from ._physics import PatternPhysics, single_threaded_blas
 from ._tv_admm import ADMMState, TVSystem, admm_tv_batch
 from ._solver_base import ProgressCallback, Solver, SolverParams, SolverResult, register_solver
-from ._weight_selection import DiscrepancyResult, cross_validate_weights, discrepancy_search, run_lockstep
+from ._weight_selection import (DiscrepancyResult, cross_validate_weights, discrepancy_search, nearest_state,
+                                run_lockstep)
 
 __all__ = ["TV", "TVParams", "GuidedTV", "GuidedTVParams", "CompositionTV", "CompositionTVParams", "txm_edge_weights",
            "map_scale"]
@@ -265,8 +266,7 @@ class TV(Solver):
         states: list[dict[float, object]] = [{} for _ in range(len(yn))]
 
         def nearest(e: int, w: float) -> object:
-            known = states[e]
-            return known[min(known, key=lambda v: abs(np.log(v / w)))] if known else None
+            return nearest_state(states[e], w)
 
         def evaluate(pending: dict[int, float]) -> dict[int, float]:
             if stop is not None and stop.is_set():

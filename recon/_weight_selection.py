@@ -28,7 +28,7 @@ import numpy as np
 from ._solver_base import ProgressCallback
 
 __all__ = ["CrossValidationResult", "kfold_masks", "cross_validate_weight", "cross_validate_weights", "weight_search",
-           "refine_log_minimum", "DiscrepancyResult", "discrepancy_search", "run_lockstep"]
+           "refine_log_minimum", "DiscrepancyResult", "discrepancy_search", "run_lockstep", "nearest_state"]
 
 #: solve(weight, fold, train_mask, warm_state) -> (map (H, W), state to warm-start a neighbouring weight)
 TrainFunction = Callable[[float, int, np.ndarray, Any], tuple[np.ndarray, Any]]
@@ -98,6 +98,17 @@ def _key(weight: float) -> float:
     return float(f"{weight:.9e}")  # grid points reached by different paths coincide
 
 
+def _coarse_count(lo: float, hi: float) -> int:
+    """Decades in the search range, ends included: the first grid of :func:`weight_search`."""
+    return max(2, int(round(math.log10(hi / lo))) + 1)
+
+
+def nearest_state(known: dict[float, Any], weight: float) -> Any:
+    """The solver state of the already-solved weight nearest ``weight`` in log scale (None when none):
+    what a search warm-starts its next fit from."""
+    return known[min(known, key=lambda v: abs(math.log(v / weight)))] if known else None
+
+
 def weight_search(weight_range: tuple[float, float], *, folds: int, rule: Rule = "se",
                   se_factor: float = 0.5) -> WeightSearch:
     """The coarse-to-fine search of the module docstring, written as a coroutine so that several
@@ -114,8 +125,7 @@ def weight_search(weight_range: tuple[float, float], *, folds: int, rule: Rule =
         return float(fold_loss[_key(weight)].sum())
 
     lo, hi = sorted(float(v) for v in weight_range)
-    n_coarse = max(2, int(round(math.log10(hi / lo))) + 1)
-    coarse = np.geomspace(lo, hi, n_coarse)
+    coarse = np.geomspace(lo, hi, _coarse_count(lo, hi))
     for w in coarse[::-1]:  # strong -> weak: smooth solutions warm-start the detailed ones
         yield from evaluate(w)
     half = math.sqrt(coarse[1] / coarse[0])
@@ -189,15 +199,11 @@ def cross_validate_weights(train_many: TrainManyFunction, ys: np.ndarray, a: np.
     masks = kfold_masks(ys.shape[1], folds, seed)
     searches = [weight_search(weight_range, folds=folds, rule=rule, se_factor=se_factor) for _ in range(n_sets)]
     states: list[list[dict[float, Any]]] = [[{} for _ in masks] for _ in range(n_sets)]
-    lo_w, hi_w = sorted(float(v) for v in weight_range)
-    planned = max(2, int(round(math.log10(hi_w / lo_w))) + 1) + 6
+    planned = _coarse_count(*sorted(float(v) for v in weight_range)) + 6
 
     def fold_step(k: int, pending: dict[int, float]) -> np.ndarray:
         held, which = masks[k], sorted(pending)
-        warms = []
-        for e in which:
-            known, w = states[e][k], pending[e]
-            warms.append(known[min(known, key=lambda v: abs(math.log(v / w)))] if known else None)
+        warms = [nearest_state(states[e][k], pending[e]) for e in which]
         xs, new_states = train_many([pending[e] for e in which], k, ~held, warms, which)
         pred = xs.reshape(len(which), -1).astype(np.float64) @ a[held].T
         losses = np.empty(len(which))
