@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ophyd import Component as Cpt
 from ophyd import Device, EpicsMotor
 from ophyd.status import StatusBase
 
-__all__ = ["Motor", "DiffuserStage", "Condenser", "Pinhole", "ZonePlate", "SampleStage", "AllStatus",
+__all__ = ["Motor", "DiffuserStage", "Condenser", "Pinhole", "ZonePlate", "SampleStage", "AllStatus", "MotorsMove",
            "with_components"]
 
 
@@ -81,6 +81,21 @@ class Motor(EpicsMotor):
             cached = self._repr_cache = (key, super().__repr__())
         return cached[1]
 
+    def start_move(self, position: float, done: Callable[[bool], None]) -> None:
+        """Command ``position``; ``done(success)`` runs when the move has ended (``DMOV`` back to 1, judged
+        by ``EpicsMotor``'s rules: limit switches, alarm severity), from the monitor thread.
+
+        This is ``move()`` without its ``MoveStatus`` (for :class:`MotorsMove`, one status for a whole
+        parallel move): a ``MoveStatus`` per motor subscribes to the readback for progress watchers, formats
+        its tracing attributes and checks the connection again (~0.15 ms per move on a 2-core machine,
+        seven moves per illumination configuration). The end of the move is still the ``DMOV`` monitor, not
+        the put-callback: monitors arrive in order, so the readback is up to date when ``done`` runs.
+        """
+        self.check_value(position)  # soft limits, as move() does before anything is sent
+        self._started_moving = False  # as move(): the next DMOV 1 -> 0 is this move's start
+        self.subscribe(lambda success=True, **_: done(bool(success)), event_type=self._SUB_REQ_DONE, run=False)
+        self.user_setpoint.put(position, wait=False)
+
     def _done_moving(self, success: bool = True, timestamp: float | None = None, value: object = None,
                      **kwargs: object) -> None:
         if success:
@@ -91,6 +106,47 @@ class Motor(EpicsMotor):
         stamp = time.time() if timestamp is None else timestamp
         for callback in pending.values():
             callback(success=success, timestamp=stamp, obj=self, sub_type=self._SUB_REQ_DONE)
+
+
+class MotorsMove(StatusBase):
+    """Several motors moved together: done when every one has arrived, failed at the first failure.
+
+    :class:`Motor` axes report the end of their move to this status (:meth:`Motor.start_move`): one status
+    for the whole move, no ``MoveStatus`` per axis. Other positioners move through their own ``set()``.
+    Every target is checked against its motor's limits before any motor is commanded.
+    """
+
+    def __init__(self, moves: Sequence[tuple[EpicsMotor, float]], **kwargs: object) -> None:
+        self.moves = [(motor, float(target)) for motor, target in moves]
+        for motor, target in self.moves:
+            motor.check_value(target)
+        self._remaining = len(self.moves)
+        self._count_lock = threading.Lock()
+        settle = max((motor.settle_time or 0.0 for motor, _ in self.moves), default=0.0)
+        super().__init__(settle_time=settle, **kwargs)  # type: ignore[arg-type]
+        if not self.moves:
+            self.set_finished()
+        for motor, target in self.moves:
+            if isinstance(motor, Motor):
+                motor.start_move(target, self._arrived)
+            else:
+                motor.set(target).add_callback(self._member_done)
+
+    def _member_done(self, status: StatusBase) -> None:
+        self._arrived(status.success)
+
+    def _arrived(self, success: bool) -> None:
+        with self._count_lock:
+            if self.done or self._externally_initiated_completion:
+                return
+            self._remaining -= 1
+            if not success:
+                self.set_exception(RuntimeError(f"{self!r}: a motor stopped short (limit switch, alarm or stop)"))
+            elif self._remaining == 0:
+                self.set_finished()
+
+    def __repr__(self) -> str:
+        return f"MotorsMove({', '.join(f'{motor.name}={target}' for motor, target in self.moves)})"
 
 
 class DiffuserStage(Device):
@@ -146,7 +202,7 @@ class SampleStage(Device):
         if not isinstance(value, str) or value not in self.named_positions:
             raise ValueError(f"{self.name}: unknown position {value!r}; named positions are "
                              f"{', '.join(self.named_positions) or 'none'}")
-        return AllStatus([getattr(self, axis).set(target) for axis, target in self.named_positions[value].items()])
+        return MotorsMove([(getattr(self, axis), target) for axis, target in self.named_positions[value].items()])
 
     def move_to(self, name: str, *, wait: bool = True, timeout: float | None = 60.0) -> StatusBase:
         status = self.set(name)

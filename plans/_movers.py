@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from ophyd import EpicsMotor
 from ophyd.status import StatusBase
 
-from nxsci.devices import AllStatus, Beamline, SampleStage
+from nxsci.devices import Beamline, MotorsMove, SampleStage
 
 from ._schedule import resolve_axis
 
@@ -27,10 +27,6 @@ def _done() -> StatusBase:
     status = StatusBase()
     status.set_finished()
     return status
-
-
-def _all(statuses: list[StatusBase]) -> StatusBase:
-    return AllStatus(statuses) if len(statuses) != 1 else statuses[0]
 
 
 class ConfigurationMover:
@@ -51,7 +47,7 @@ class ConfigurationMover:
     def set(self, configuration: Mapping[str, float]) -> StatusBase:
         motors = [(self.motor(axis), float(position)) for axis, position in configuration.items()]
         self._moving = [m for m, _ in motors]
-        return _all([m.set(position) for m, position in motors])
+        return MotorsMove(motors)
 
     def stop(self, *, success: bool = False) -> None:
         for motor in self._moving:

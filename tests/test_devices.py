@@ -275,6 +275,36 @@ def test_all_status_finishes_with_all_and_fails_with_the_first_failure() -> None
     assert not combined.success
 
 
+def test_motors_move_together_with_one_status(beamline: Beamline) -> None:
+    """MotorsMove: done when every motor is there (readbacks already updated), nothing moves when one target
+    is outside its limits, and a motor's failed move (limit switch: ``_done_moving(success=False)``, as
+    ``EpicsMotor`` reports it) fails the whole move."""
+    from nxsci.devices import MotorsMove
+
+    axes = [beamline.diffuser1.x, beamline.diffuser1.y, beamline.diffuser2.x]
+    move = MotorsMove([(axis, 0.1 * (i + 1)) for i, axis in enumerate(axes)])
+    move.wait(5)
+    assert move.success
+    assert [axis.user_readback.get() for axis in axes] == pytest.approx([0.1, 0.2, 0.3])
+    assert [axis.position for axis in axes] == pytest.approx([0.1, 0.2, 0.3])
+    with pytest.raises(Exception, match="limits"):
+        MotorsMove([(axes[0], 0.0), (axes[1], 1e6)])
+    assert axes[0].user_readback.get() == pytest.approx(0.1)  # not commanded either
+    failed = MotorsMove([(axes[0], 0.9), (axes[1], 0.9)])
+    axes[0]._done_moving(success=False)
+    with pytest.raises(RuntimeError, match="stopped short"):
+        failed.wait(5)
+    from ophyd.status import SubscriptionStatus
+
+    SubscriptionStatus(axes[0].motor_done_move, lambda value, **_: value == 1 and abs(axes[0].position - 0.9) < 1e-9,
+                       run=True).wait(5)  # the record finished that move
+    stopped = MotorsMove([(axes[0], -0.9)])
+    axes[0].stop()  # as EpicsMotor: the move ends (DMOV) where the motor stopped
+    stopped.wait(5)
+    assert axes[0].user_readback.get() > -0.9
+    assert MotorsMove([]).done
+
+
 def test_sim_set_completes_when_the_readback_says_the_work_is_done(beamline: Beamline, tmp_path: Path) -> None:
     """A set without put completion is done when the readback equals the value (enum strings or indices);
     the HDF5 plugin's Capture_RBV follows the opened file and the incremented FileNumber, as on an IOC."""
