@@ -39,10 +39,11 @@ def _illumination(bl: Beamline, index: IndexSignal) -> Readings:
     return Readings("illumination", [index, *(resolve_axis(bl, axis).user_readback for axis in DIFFUSER_AXES)])
 
 
-def _sample(bl: Beamline) -> Readings:
-    """Per sample-in event: the sample-stage readbacks and, simulated, the true displacement and counts."""
+def _sample(bl: Beamline, illumination: Readings) -> Readings:
+    """Per sample-in event: ``illumination``'s readings, the sample-stage readbacks and, simulated, the true
+    displacement and counts (one readable: one RunEngine ``read``)."""
     stage = bl.sample_stage
-    parts: list[Any] = [stage.x.user_readback, stage.y.user_readback, stage.z.user_readback]
+    parts: list[Any] = [*illumination.parts, stage.x.user_readback, stage.y.user_readback, stage.z.user_readback]
     if bl.model is not None:
         parts.append(SimTruth(bl.model))
     return Readings("sample", parts)
@@ -157,10 +158,11 @@ def nxsci_scan(num_patterns: int | None = None, *, configurations: list[dict[str
 
     frames = InlineFrames(bl.camera)
     index = IndexSignal("config_index")
-    mover, stage = ConfigurationMover(bl), StagePosition(bl.sample_stage)
+    stage = StagePosition(bl.sample_stage)
+    mover = ConfigurationMover(bl, stage=stage, index=index)
     illumination = _illumination(bl, index)
     sample_in_detectors: list[Any] = [frames, DeviceReadings(bl.vortex, VORTEX_EVENT_ATTRS)]
-    sample_in_extra: list[Any] = [illumination, _sample(bl)]
+    sample_in_extra: list[Any] = [_sample(bl, illumination)]
     pattern_extra = [illumination]
 
     @bpp.baseline_decorator([bl.devices[name] for name in _MOTORS] + [bl.shutter])
@@ -219,7 +221,8 @@ def calibrate_patterns(num_patterns: int | None = None, *, configurations: list[
     start = merge_md(base, md)
     frames = InlineFrames(bl.camera)
     index = IndexSignal("config_index")
-    mover, stage = ConfigurationMover(bl), StagePosition(bl.sample_stage)
+    stage = StagePosition(bl.sample_stage)
+    mover = ConfigurationMover(bl, stage=stage, index=index)
     extra = [_illumination(bl, index)]
 
     @bpp.baseline_decorator([bl.devices[name] for name in _MOTORS] + [bl.shutter])

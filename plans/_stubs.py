@@ -71,13 +71,21 @@ def move_to_configuration(mover: ConfigurationMover, configuration: Mapping[str,
                           stage: StagePosition | None = None, sample: str | None = None,
                           index: IndexSignal | None = None, value: int | None = None) -> MsgGenerator[None]:
     """Every axis of ``configuration`` (and optionally the sample stage to a named position and the
-    configuration index) in one parallel move."""
+    configuration index) in one parallel move: one ``set`` of ``mover`` when it was built with this
+    ``stage`` and ``index``, else one ``set`` each."""
+    step: dict[str, Any] = dict(configuration)
     args: list[Any] = []
-    if configuration:
-        args += [mover, dict(configuration)]
     if stage is not None and sample is not None:
-        args += [stage, sample]
+        if stage is mover.stage:
+            step[mover.SAMPLE] = sample
+        else:
+            args += [stage, sample]
     if index is not None and value is not None:
-        args += [index, value]
+        if index is mover.index:
+            step[mover.INDEX] = value
+        else:
+            args += [index, value]
+    if step:
+        args = [mover, step, *args]
     if args:
         yield from move(*args)
