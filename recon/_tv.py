@@ -20,11 +20,11 @@ All elements are solved together (same patterns, so shared factorisations and ba
 
 from __future__ import annotations
 
+import collections
 import os
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -34,10 +34,10 @@ from scipy import ndimage
 
 from ._errors import SolverError
 from ._physics import PatternPhysics, single_threaded_blas
-from ._tv_admm import ADMMState, TVSystem, admm_tv_batch
+from ._tv_admm import ADMMPool, ADMMState, TVBasis, TVSystem
 from ._solver_base import ProgressCallback, Solver, SolverParams, SolverResult, register_solver
-from ._weight_selection import (DiscrepancyResult, cross_validate_weights, discrepancy_search, nearest_state,
-                                run_lockstep)
+from ._weight_selection import (CrossValidationResult, DiscrepancyResult, discrepancy_search, drive, nearest_state,
+                                planned_steps, start_cross_validation)
 
 __all__ = ["TV", "TVParams", "GuidedTV", "GuidedTVParams", "CompositionTV", "CompositionTVParams", "txm_edge_weights",
            "map_scale"]
@@ -72,7 +72,8 @@ class TVParams(SolverParams):
                                                                        "half-decades around the best)")
     nonnegative: bool = Field(True, description="constrain the map to be >= 0")
     seed: int = Field(0, description="seed of the fold assignment")
-    threads: int | None = Field(None, ge=1, le=256, description="elements solved in parallel (None: one per CPU core)")
+    threads: int | None = Field(None, ge=1, le=256, description="threads sharing each pass over the patterns "
+                                                                "(None: one per CPU core)")
 
     @field_validator("weight")
     @classmethod
@@ -139,10 +140,10 @@ class TV(Solver):
 
     def solve_many(self, ys: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
                    progress: ProgressCallback | None, sigma: np.ndarray | None = None) -> list[SolverResult]:
-        """All elements together. They share the patterns, so they share every factorisation (one per CV
-        fold), and each ADMM iteration serves all of them in one pass over the factor (the solve is
-        memory-bound, so E maps cost little more than one); the CV folds run in parallel threads, one core
-        each (BLAS single-threaded; numpy, scipy.fft and BLAS release the GIL)."""
+        """All elements together. They share the patterns, so they share every factorisation, and each ADMM
+        iteration serves all of them, on every CV fold, in one pass over the patterns (the solve is
+        memory-bound, so many problems cost little more than one); each pass is split over the CPU cores
+        (BLAS single-threaded, row blocks in threads: numpy, scipy.fft and BLAS release the GIL)."""
         with single_threaded_blas():
             return self._solve_many(np.asarray(ys, dtype=np.float64), physics, guide=guide, progress=progress,
                                     sigma=sigma)
@@ -171,72 +172,115 @@ class TV(Solver):
         yn = ys / scales[:, None]
         norm2 = physics.compute_norm() ** 2
         candidates = self._guidance_candidates(guide)
-        fit = (_ADMMFitter if p.backend == "admm" else _PDHGFitter)(a, physics.img_shape, yn, p)
         usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=p.threads or usable) as passes:
+            fit = (_ADMMFitter if p.backend == "admm" else _PDHGFitter)(a, physics.img_shape, yn, p, passes,
+                                                                        p.threads or usable)
+            return self._search_and_solve(fit, a, yn, scales, norm2, candidates, t0, progress=progress,
+                                          sigma=sigma)
 
-        infos: list[dict[str, object]] = [{"backend": p.backend} for _ in range(n_sets)]
-        choice = [0] * n_sets  # index of each set's guidance candidate
+    def _search_and_solve(self, fit: _ADMMFitter | _PDHGFitter, a: np.ndarray, yn: np.ndarray,
+                          scales: np.ndarray, norm2: float, candidates: list[tuple[float, np.ndarray | float]],
+                          t0: float, *, progress: ProgressCallback | None,
+                          sigma: np.ndarray | None) -> list[SolverResult]:
+        """Every element's weight searches (CV per guidance candidate, discrepancy) and final fit run side by
+        side in one pool of fits, sharing its passes over the patterns; an element's final fit starts as soon
+        as its own searches are done."""
+        p = self.params
+        n_sets = yn.shape[0]
         rule = self._weight_rule(sigma, len(candidates))
+        both = rule == AUTO_BOTH
+        use_cv, use_disc = rule == "cv" or both, rule == "discrepancy" or both
+        infos: list[dict[str, object]] = [{"backend": p.backend} for _ in range(n_sets)]
         rules = [rule] * n_sets
         weights = [float(p.weight) if rule == "fixed" else float("nan")] * n_sets  # fixed: strongest guidance
-        both = rule == AUTO_BOTH
-        disc_job = nearest = None
-        stop = threading.Event()  # set when the CV side fails or is cancelled, so the search stops too
-        with ThreadPoolExecutor(max_workers=1) as background:
-            if rule == "discrepancy" or both:  # alongside the CV folds: their thread pool leaves a core idle
-                assert sigma is not None
-                disc_job = background.submit(self._discrepancy, fit, a, yn, sigma / scales[:, None], norm2,
-                                             candidates[0][1], None if both else progress, stop)
-            try:
-                if rule == "cv" or both:
-                    per_candidate = []
-                    span = 0.9 / len(candidates)
-                    for i, (_, pw) in enumerate(candidates):
-                        def train_many(weights: list[float], k: int, mask: np.ndarray, warms: list[object],
-                                       which: list[int], pw: object = pw) -> tuple[np.ndarray, list[object]]:
-                            return fit([w * norm2 for w in weights], pw, rows=mask, key=k, warms=warms, which=which,
-                                       cv=True)
-
-                        per_candidate.append(cross_validate_weights(
-                            train_many, yn, a, p.weight_range, folds=p.cv_folds, seed=p.seed, rule=p.cv_rule,
-                            se_factor=p.cv_se_factor, progress=progress, progress_span=(i * span, (i + 1) * span),
-                            threads=p.threads or usable))
-                    for e in range(n_sets):
-                        losses = [cvs[e].min_loss for cvs in per_candidate]
-                        choice[e] = int(np.argmin(losses))
-                        weights[e] = per_candidate[choice[e]][e].weight
-                        infos[e]["cross_validation"] = per_candidate[choice[e]][e].as_dict()
-                        if len(candidates) > 1:
-                            infos[e]["guidance_cv_loss"] = {str(c[0]): loss for c, loss in zip(candidates, losses)}
-            except BaseException:
-                stop.set()
-                raise
-            if disc_job is not None:
-                found, nearest = disc_job.result()
-                for e, r in enumerate(found):
-                    infos[e]["discrepancy"] = r.as_dict()
-                    if both and r.bracketed:  # each rule errs towards weak weights: take the stronger
-                        weights[e] = max(weights[e], r.weight)
-                    elif both:  # the noise level is out of reach: the model or the uncertainties are off
-                        rules[e] = "cv"
-                    elif r.bracketed:
-                        weights[e] = r.weight
-                    else:
-                        raise SolverError(f"the discrepancy principle found no weight near {p.weight_range} "
-                                          f"(chi^2/N {min(r.chi2):.3g}..{max(r.chi2):.3g} for target {r.target}); "
-                                          "the uncertainties may be wrong: use weight='cv' or a number")
-        # the final fits start from the discrepancy search's nearest full-data solution when there is one
-        warm_final = [None if nearest is None else nearest(e, weights[e]) for e in range(n_sets)]
+        choice = [0] * n_sets  # index of each set's guidance candidate
+        cv_found: list[dict[int, CrossValidationResult]] = [{} for _ in range(n_sets)]
+        disc_found: list[DiscrepancyResult | None] = [None] * n_sets
+        disc_states: list[dict[float, object]] = [{} for _ in range(n_sets)]  # full-data fits: warm the final
         maps: list[np.ndarray | None] = [None] * n_sets
         iterations: list[object] = [p.iterations] * n_sets
-        for j, (_, pw) in enumerate(candidates):
-            group = [e for e in range(n_sets) if choice[e] == j]
-            if group:
-                xs, states = fit([weights[e] * norm2 for e in group], pw, rows=None, key=-1,
-                                 warms=[warm_final[e] for e in group], which=group)
-                for i, e in enumerate(group):
-                    maps[e] = xs[i]
-                    iterations[e] = getattr(states[i], "iterations", p.iterations)
+        planned = max(1, n_sets * (planned_steps(p.weight_range) * len(candidates) * use_cv + 8 * use_disc))
+        steps = [0]
+
+        def report(text: str) -> None:
+            steps[0] += 1
+            if progress:
+                progress(min(0.95, 0.95 * steps[0] / planned), f"{text} step {steps[0]}")
+
+        def finalize(e: int) -> None:
+            """Both searches of element ``e`` are done: decide its weight and start its final fit."""
+            if use_cv:
+                losses = [cv_found[e][i].min_loss for i in range(len(candidates))]
+                choice[e] = int(np.argmin(losses))
+                weights[e] = cv_found[e][choice[e]].weight
+                infos[e]["cross_validation"] = cv_found[e][choice[e]].as_dict()
+                if len(candidates) > 1:
+                    infos[e]["guidance_cv_loss"] = {str(c[0]): loss for c, loss in zip(candidates, losses)}
+            found = disc_found[e]
+            if found is not None:
+                infos[e]["discrepancy"] = found.as_dict()
+                if both and found.bracketed:  # each rule errs towards weak weights: take the stronger
+                    weights[e] = max(weights[e], found.weight)
+                elif both:  # the noise level is out of reach: the model or the uncertainties are off
+                    rules[e] = "cv"
+                elif found.bracketed:
+                    weights[e] = found.weight
+                else:
+                    raise SolverError(f"the discrepancy principle found no weight near {p.weight_range} "
+                                      f"(chi^2/N {min(found.chi2):.3g}..{max(found.chi2):.3g} for target "
+                                      f"{found.target}); the uncertainties may be wrong: use weight='cv' or a number")
+
+            def done(x: np.ndarray, state: object) -> None:
+                maps[e] = x
+                iterations[e] = getattr(state, "iterations", p.iterations)
+
+            # the final fit starts from the discrepancy search's nearest full-data solution when there is one
+            fit.submit(e, _FULL, weights[e] * norm2, candidates[choice[e]][1],
+                       nearest_state(disc_states[e], weights[e]), "final", done)
+
+        def searched(e: int) -> None:
+            if (not use_cv or len(cv_found[e]) == len(candidates)) and (not use_disc or disc_found[e] is not None):
+                finalize(e)
+
+        for e in range(n_sets):
+            if use_cv:
+                for i, (_, pw) in enumerate(candidates):
+                    def cv_fit(weight: float, k: int, train: np.ndarray, warm: object,
+                               on_done: Callable[[np.ndarray, object], None], e: int = e, pw: object = pw) -> None:
+                        fit.submit(e, (k, train), weight * norm2, pw, warm, "cv", on_done)
+
+                    def cv_finished(result: CrossValidationResult, e: int = e, i: int = i) -> None:
+                        cv_found[e][i] = result
+                        searched(e)
+
+                    start_cross_validation(cv_fit, yn[e], a, p.weight_range, finish=cv_finished, folds=p.cv_folds,
+                                           seed=p.seed, rule=p.cv_rule, se_factor=p.cv_se_factor,
+                                           on_step=lambda: report("cross-validation"))
+            if use_disc:
+                assert sigma is not None
+                sn = sigma[e] / scales[e]
+
+                def disc_request(weight: float, reply: Callable[[float], None], e: int = e,
+                                 sn: np.ndarray = sn) -> None:
+                    def done(x: np.ndarray, state: object) -> None:
+                        disc_states[e][weight] = state
+                        r = (a @ x.ravel() - yn[e]) / sn
+                        report("discrepancy")
+                        reply(float(r @ r) / r.size)
+
+                    # uncapped fits: chi^2 of a weak-weight fit stopped early is too high (and not monotone)
+                    fit.submit(e, _FULL, weight * norm2, candidates[0][1], nearest_state(disc_states[e], weight),
+                               "search", done)
+
+                def disc_finished(result: DiscrepancyResult, e: int = e) -> None:
+                    disc_found[e] = result
+                    searched(e)
+
+                drive(discrepancy_search(p.weight_range, target=p.discrepancy_target), disc_request, disc_finished)
+            if rule == "fixed":
+                finalize(e)
+        fit.run()
         seconds = time.perf_counter() - t0
         results = []
         for e in range(n_sets):
@@ -255,68 +299,48 @@ class TV(Solver):
             progress(1.0, "weights " + ", ".join(f"{w:.2e}" for w in weights))
         return results
 
-    def _discrepancy(self, fit: _ADMMFitter | _PDHGFitter, a: np.ndarray, yn: np.ndarray, sn: np.ndarray,
-                     norm2: float, pixel_w: np.ndarray | float, progress: ProgressCallback | None,
-                     stop: threading.Event | None = None,
-                     ) -> tuple[list[DiscrepancyResult], Callable[[int, float], object]]:
-        """Each element's weight by the discrepancy principle, searched in lock-step (batched fits on the
-        full data, warm-started from the nearest weight); returns the results and ``nearest(element,
-        weight)``, the solver state of the nearest weight solved (to warm-start the final fit)."""
-        p = self.params
-        states: list[dict[float, object]] = [{} for _ in range(len(yn))]
 
-        def nearest(e: int, w: float) -> object:
-            return nearest_state(states[e], w)
-
-        def evaluate(pending: dict[int, float]) -> dict[int, float]:
-            if stop is not None and stop.is_set():
-                raise SolverError("the discrepancy search was stopped")
-            which = sorted(pending)
-            # uncapped fits: chi^2 of a weak-weight fit stopped early is too high (and not monotone)
-            xs, sts = fit([pending[e] * norm2 for e in which], pixel_w, rows=None, key=-1,
-                          warms=[nearest(e, pending[e]) for e in which], which=which, search=True)
-            out = {}
-            for i, e in enumerate(which):
-                states[e][pending[e]] = sts[i]
-                r = (a @ xs[i].ravel() - yn[e]) / sn[e]
-                out[e] = float(r @ r) / r.size
-            return out
-
-        def on_step(steps: int) -> None:
-            if progress:
-                progress(0.9 * min(steps / 10, 1.0), f"discrepancy step {steps}")
-
-        searches = [discrepancy_search(p.weight_range, target=p.discrepancy_target) for _ in range(len(yn))]
-        return run_lockstep(searches, evaluate, on_step), nearest
+#: a row set of A: (key, training-row mask), key -1 with mask None being the full data
+RowSet = tuple[int, "np.ndarray | None"]
+_FULL: RowSet = (-1, None)
+#: what a fit is for: a CV fold (capped, looser tolerance), a weight search on the full data (uncapped, looser
+#: tolerance) or the final fit
+FitKind = Literal["cv", "search", "final"]
 
 
 class _ADMMFitter:
-    """Converged weighted-TV solves; one exact factorisation per row set (full data or a CV fold), shared
-    by every element and weight."""
+    """Converged weighted-TV fits in one continuously batched ADMM pool: one exact factorisation per row set
+    (full data or a CV fold), all on one shared basis, so every fit in flight shares each pass."""
 
-    def __init__(self, a: np.ndarray, shape: tuple[int, int], y: np.ndarray, params: TVParams) -> None:
-        self.a, self.shape, self.y, self.p = a, shape, y, params  # y: (E, N)
+    def __init__(self, a: np.ndarray, shape: tuple[int, int], y: np.ndarray, params: TVParams,
+                 executor: Executor | None = None, threads: int = 1) -> None:
+        self.y, self.p = y, params  # y: (E, N)
+        self.basis = TVBasis(a, shape, executor=executor, blocks=threads)
         self.systems: dict[int, TVSystem] = {}
+        self.pool = ADMMPool(nonnegative=params.nonnegative)
 
-    def __call__(self, lams: list[float], pixel_w: np.ndarray | float, *, rows: np.ndarray | None, key: int,
-                 warms: list[object], which: list[int], cv: bool = False,
-                 search: bool = False) -> tuple[np.ndarray, list[ADMMState]]:
-        """``cv``: a cross-validation fit (capped, looser tolerance); ``search``: a weight-search fit on the
-        full data (uncapped, looser tolerance); neither: the final fit."""
-        if key not in self.systems:  # each fold's thread builds its own system
-            self.systems[key] = TVSystem(self.a, self.shape, rows)
-        y = self.y[which] if rows is None else self.y[which][:, rows]
-        states = admm_tv_batch(self.systems[key], y, lams, pixel_weights=pixel_w, nonnegative=self.p.nonnegative,
-                               max_iter=self.p.cv_iterations if cv else self.p.iterations,
-                               tol=self.p.cv_tolerance if cv or search else self.p.tolerance,
-                               warms=[w if isinstance(w, ADMMState) else None for w in warms])
-        return np.stack([s.z2 if self.p.nonnegative else s.x for s in states]), states
+    def submit(self, e: int, row_set: RowSet, lam: float, pixel_w: np.ndarray | float, warm: object,
+               kind: FitKind, on_done: Callable[[np.ndarray, object], None]) -> None:
+        key, rows = row_set
+        if key not in self.systems:
+            self.systems[key] = TVSystem(self.basis, rows=rows)
+        nonneg = self.p.nonnegative
+        self.pool.submit(self.systems[key], self.y[e] if rows is None else self.y[e][rows], lam,
+                         pixel_weights=pixel_w, warm=warm if isinstance(warm, ADMMState) else None,
+                         max_iter=self.p.cv_iterations if kind == "cv" else self.p.iterations,
+                         tol=self.p.tolerance if kind == "final" else self.p.cv_tolerance,
+                         on_done=lambda st: on_done(st.z2 if nonneg else st.x, st))
+
+    def run(self) -> None:
+        self.pool.run()
 
 
 class _PDHGFitter:
-    """corrct's preconditioned PDHG for a fixed iteration count (the library reference implementation)."""
+    """corrct's preconditioned PDHG for a fixed iteration count (the library reference implementation); fits
+    run one after another in submission order."""
 
-    def __init__(self, a: np.ndarray, shape: tuple[int, int], y: np.ndarray, params: TVParams) -> None:
+    def __init__(self, a: np.ndarray, shape: tuple[int, int], y: np.ndarray, params: TVParams,
+                 executor: Executor | None = None, threads: int = 1) -> None:
         import contextlib
         import io
 
@@ -326,20 +350,24 @@ class _PDHGFitter:
         self.projector = cct.struct_illum.ProjectorGhostImaging(a.reshape(-1, *shape).astype(np.float32),
                                                                 backend="numpy")
         self.y, self.p = y.astype(np.float32), params
+        self.queue: collections.deque[tuple[int, np.ndarray | None, float, np.ndarray | float, object,
+                                            Callable[[np.ndarray, object], None]]] = collections.deque()
 
-    def __call__(self, lams: list[float], pixel_w: np.ndarray | float, *, rows: np.ndarray | None, key: int,
-                 warms: list[object], which: list[int], cv: bool = False,
-                 search: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
-        mask = None if rows is None else rows.astype(np.float32)
-        xs = []
-        for lam, warm, e in zip(lams, warms, which):
+    def submit(self, e: int, row_set: RowSet, lam: float, pixel_w: np.ndarray | float, warm: object,
+               kind: FitKind, on_done: Callable[[np.ndarray, object], None]) -> None:
+        self.queue.append((e, row_set[1], lam, pixel_w, warm, on_done))
+
+    def run(self) -> None:
+        while self.queue:
+            e, rows, lam, pixel_w, warm, on_done = self.queue.popleft()
             reg = self.cct.regularizers.Regularizer_TV2D(lam * pixel_w)
             solver = self.cct.solvers.PDHG(regularizer=reg, leave_progress=False)
             x0 = warm if isinstance(warm, np.ndarray) else None
             x, _ = solver(self.projector, self.y[e], iterations=self.p.iterations,
-                          lower_limit=0.0 if self.p.nonnegative else None, b_mask=mask, x0=x0)
-            xs.append(np.asarray(x, dtype=np.float64))
-        return np.stack(xs), xs
+                          lower_limit=0.0 if self.p.nonnegative else None,
+                          b_mask=None if rows is None else rows.astype(np.float32), x0=x0)
+            x = np.asarray(x, dtype=np.float64)
+            on_done(x, x)
 
 
 @register_solver

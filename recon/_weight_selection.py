@@ -11,8 +11,8 @@ ground-truth-best weight was: CV minimum mean 0.60 / max 1.17 dB; factor 0.5 mea
 factor 1 mean 0.13 / max 0.62 dB. The default is 0.5.
 
 Search: decades over the range (stepping outwards, up to 3 decades, when the best is on its edge),
-half-decades around the best, then quarter-decade steps upwards
-until the loss leaves the band; the crossing is interpolated in log(weight). Every fit
+the half- and quarter-decade neighbours of the best (fitted side by side), then quarter-decade steps
+upwards until the loss leaves the band; the crossing is interpolated in log(weight). Every fit
 warm-starts from the nearest weight already solved in the same fold.
 """
 
@@ -25,13 +25,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._solver_base import ProgressCallback
+__all__ = ["CrossValidationResult", "kfold_masks", "start_cross_validation", "weight_search", "refine_log_minimum",
+           "DiscrepancyResult", "discrepancy_search", "drive", "nearest_state", "planned_steps"]
 
-__all__ = ["CrossValidationResult", "kfold_masks", "cross_validate_weight", "cross_validate_weights", "weight_search",
-           "refine_log_minimum", "DiscrepancyResult", "discrepancy_search", "run_lockstep", "nearest_state"]
-
-#: solve(weight, fold, train_mask, warm_state) -> (map (H, W), state to warm-start a neighbouring weight)
-TrainFunction = Callable[[float, int, np.ndarray, Any], tuple[np.ndarray, Any]]
 Rule = Literal["se", "min"]
 
 
@@ -88,10 +84,11 @@ def refine_log_minimum(grid: Sequence[float], loss: Sequence[float]) -> float:
 
 
 #: a weight search: yields the weights it needs, is sent each one's per-fold losses, returns the result
-WeightSearch = Generator[float, np.ndarray, CrossValidationResult]
-#: train_many(weights, fold, train_mask, warm_states, which) -> (maps (E', H, W), states): the problems
-#: ``which`` (indices into the measurement sets), each at its own weight, fitted on one fold's rows
-TrainManyFunction = Callable[[list[float], int, np.ndarray, list[Any], list[int]], tuple[np.ndarray, list[Any]]]
+WeightSearch = Generator[tuple[float, ...], list[np.ndarray], CrossValidationResult]
+#: request(weight, reply): start evaluating ``weight``; ``reply(value)`` is called once it is known
+Request = Callable[[float, Callable[[Any], None]], None]
+#: fit(weight, fold, train_mask, warm_state, on_done): start one fold's fit; on_done(map (H, W), state)
+FoldFit = Callable[[float, int, np.ndarray, Any, Callable[[np.ndarray, Any], None]], None]
 
 
 def _key(weight: float) -> float:
@@ -103,6 +100,11 @@ def _coarse_count(lo: float, hi: float) -> int:
     return max(2, int(round(math.log10(hi / lo))) + 1)
 
 
+def planned_steps(weight_range: tuple[float, float]) -> int:
+    """About how many weights :func:`weight_search` evaluates (for progress reports)."""
+    return _coarse_count(*sorted(float(v) for v in weight_range)) + 6
+
+
 def nearest_state(known: dict[float, Any], weight: float) -> Any:
     """The solver state of the already-solved weight nearest ``weight`` in log scale (None when none):
     what a search warm-starts its next fit from."""
@@ -111,15 +113,19 @@ def nearest_state(known: dict[float, Any], weight: float) -> Any:
 
 def weight_search(weight_range: tuple[float, float], *, folds: int, rule: Rule = "se",
                   se_factor: float = 0.5) -> WeightSearch:
-    """The coarse-to-fine search of the module docstring, written as a coroutine so that several
-    measurement sets (elements) can be searched in lock-step and their fits batched."""
+    """The coarse-to-fine search of the module docstring, written as a coroutine (yields the weights of its
+    next step, is sent their per-fold losses) so that the fits of several searches, and of the weights of one
+    step, can run side by side and be batched."""
     fold_loss: dict[float, np.ndarray] = {}
 
-    def evaluate(weight: float) -> Generator[float, np.ndarray, np.ndarray]:
-        w = _key(weight)
-        if w not in fold_loss:
-            fold_loss[w] = np.asarray((yield w), dtype=np.float64)
-        return fold_loss[w]
+    def evaluate(*weights: float) -> Generator[tuple[float, ...], list[np.ndarray], np.ndarray]:
+        """The per-fold losses of ``weights`` (the last one's returned); the unknown ones are asked for in
+        one step, so their fits run side by side."""
+        todo = tuple(dict.fromkeys(w for w in map(_key, weights) if w not in fold_loss))
+        if todo:
+            for w, loss in zip(todo, (yield todo)):
+                fold_loss[w] = np.asarray(loss, dtype=np.float64)
+        return fold_loss[_key(weights[-1])]
 
     def total(weight: float) -> float:
         return float(fold_loss[_key(weight)].sum())
@@ -141,13 +147,12 @@ def weight_search(weight_range: tuple[float, float], *, folds: int, rule: Rule =
             break
         yield from evaluate(lo if best <= lo * decade * 1.0001 else hi)
         best = min(fold_loss, key=total)
-    for w in (best / half, best * half):
-        if lo <= w * 1.0001 and w <= hi * 1.0001:
-            yield from evaluate(w)
-    # quarter-decade neighbours of the best, so the minimum is located at the resolution of the rule's steps
-    for w in (best / math.sqrt(half), best * math.sqrt(half)):
-        if lo <= w * 1.0001 and w <= hi * 1.0001:
-            yield from evaluate(w)
+    # half- and quarter-decade neighbours of the best, so the minimum is located at the resolution of the
+    # rule's steps; all four in one step (each warm-starts from the best)
+    near = [w for w in (best / half, best * half, best / math.sqrt(half), best * math.sqrt(half))
+            if lo <= w * 1.0001 and w <= hi * 1.0001]
+    if near:
+        yield from evaluate(*near)
     best = min(fold_loss, key=total)
     se = float(math.sqrt(folds) * np.std(fold_loss[_key(best)]))
     if rule == "min":
@@ -173,86 +178,52 @@ def weight_search(weight_range: tuple[float, float], *, folds: int, rule: Rule =
                                  rule=rule, se_factor=se_factor, min_weight=best, standard_error=se)
 
 
-def cross_validate_weight(train: TrainFunction, y: np.ndarray, a: np.ndarray, weight_range: tuple[float, float], *,
-                          folds: int = 5, seed: int = 0, rule: Rule = "se", se_factor: float = 0.5,
-                          progress: ProgressCallback | None = None,
-                          progress_span: tuple[float, float] = (0.0, 1.0)) -> CrossValidationResult:
-    """K-fold prediction error searched coarse-to-fine over ``weight_range``; see the module docstring."""
-    def train_many(weights: list[float], k: int, mask: np.ndarray, warms: list[Any],
-                   which: list[int]) -> tuple[np.ndarray, list[Any]]:
-        x, state = train(weights[0], k, mask, warms[0])
-        return np.asarray(x)[None], [state]
-
-    return cross_validate_weights(train_many, y[None], a, weight_range, folds=folds, seed=seed, rule=rule,
-                                  se_factor=se_factor, progress=progress, progress_span=progress_span)[0]
-
-
-def cross_validate_weights(train_many: TrainManyFunction, ys: np.ndarray, a: np.ndarray,
-                           weight_range: tuple[float, float], *, folds: int = 5, seed: int = 0, rule: Rule = "se",
-                           se_factor: float = 0.5, progress: ProgressCallback | None = None,
-                           progress_span: tuple[float, float] = (0.0, 1.0),
-                           threads: int = 1) -> list[CrossValidationResult]:
-    """One weight per row of ``ys`` (E, N), all searched together on the same folds: each step fits every
-    still-searching set at its own next weight in one batched call per fold (folds in ``threads``
-    parallel threads). Every fit warm-starts from the nearest weight already solved in its fold."""
-    n_sets = ys.shape[0]
-    masks = kfold_masks(ys.shape[1], folds, seed)
-    searches = [weight_search(weight_range, folds=folds, rule=rule, se_factor=se_factor) for _ in range(n_sets)]
-    states: list[list[dict[float, Any]]] = [[{} for _ in masks] for _ in range(n_sets)]
-    planned = _coarse_count(*sorted(float(v) for v in weight_range)) + 6
-
-    def fold_step(k: int, pending: dict[int, float]) -> np.ndarray:
-        held, which = masks[k], sorted(pending)
-        warms = [nearest_state(states[e][k], pending[e]) for e in which]
-        xs, new_states = train_many([pending[e] for e in which], k, ~held, warms, which)
-        pred = xs.reshape(len(which), -1).astype(np.float64) @ a[held].T
-        losses = np.empty(len(which))
-        for i, e in enumerate(which):
-            states[e][k][pending[e]] = new_states[i]
-            r = pred[i] - ys[e, held]
-            losses[i] = float(r @ r)
-        return losses
-
-    def on_step(steps: int) -> None:
-        if progress:
-            lo, hi = progress_span
-            progress(lo + (hi - lo) * min(steps / planned, 0.99), f"cross-validation step {steps}")
-
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, folds))) as pool:
-        def evaluate(pending: dict[int, float]) -> dict[int, np.ndarray]:
-            per_fold = np.stack(list(pool.map(lambda k: fold_step(k, pending), range(folds))), axis=1)
-            return {e: per_fold[i] for i, e in enumerate(sorted(pending))}
-
-        return run_lockstep(searches, evaluate, on_step)
-
-
-def run_lockstep(searches: list[Generator[float, Any, Any]],
-                 evaluate: Callable[[dict[int, float]], dict[int, Any]],
-                 on_step: Callable[[int], None] | None = None) -> list[Any]:
-    """Drive several weight searches together: each step asks every unfinished search for its next weight
-    and evaluates them all in one call (so the fits can be batched); returns each search's result."""
-    results: list[Any] = [None] * len(searches)
-    pending: dict[int, float] = {}
-    for e, search in enumerate(searches):
+def drive(search: Generator[float, Any, Any], request: Request, finish: Callable[[Any], None]) -> None:
+    """Run a search coroutine against asynchronous evaluations: each weight it yields is requested, the reply
+    is sent back in, and ``finish`` gets its result. Evaluations run in whatever loop serves ``request``
+    (e.g. an ADMM pool), so several searches proceed side by side and share its work."""
+    def advance(value: Any) -> None:
         try:
-            pending[e] = next(search)
-        except StopIteration as done:
-            results[e] = done.value
-    steps = 0
-    while pending:
-        values = evaluate(dict(pending))
-        for e in sorted(pending):
-            try:
-                pending[e] = searches[e].send(values[e])
-            except StopIteration as done:
-                results[e] = done.value
-                del pending[e]
-        steps += 1
-        if on_step is not None:
-            on_step(steps)
-    return results
+            weight = search.send(value)
+        except StopIteration as stop:
+            finish(stop.value)
+            return
+        request(weight, advance)
+
+    advance(None)
+
+
+def start_cross_validation(fit: FoldFit, y: np.ndarray, a: np.ndarray, weight_range: tuple[float, float], *,
+                           finish: Callable[[CrossValidationResult], None], folds: int = 5, seed: int = 0,
+                           rule: Rule = "se", se_factor: float = 0.5,
+                           on_step: Callable[[], None] | None = None) -> None:
+    """Start the K-fold search of the module docstring for one measurement set ``y``: each weight's folds are
+    fitted through ``fit`` (warm-started from the nearest weight already solved in the same fold), and the
+    held-out prediction errors go back to the search; ``finish`` gets the result."""
+    masks = kfold_masks(y.size, folds, seed)
+    states: list[dict[float, Any]] = [{} for _ in masks]
+
+    def request(weights: tuple[float, ...], reply: Callable[[list[np.ndarray]], None]) -> None:
+        maps: dict[tuple[int, int], np.ndarray] = {}
+        warms = [[nearest_state(states[k], w) for k in range(folds)] for w in weights]  # before any lands
+
+        def done(j: int, k: int, x: np.ndarray, state: Any) -> None:
+            states[k][weights[j]] = state
+            maps[j, k] = x
+            if len(maps) == folds * len(weights):  # all in: one pass over A predicts every held-out set
+                pred = np.stack([np.asarray(maps[j, k], dtype=np.float64).ravel()
+                                 for j in range(len(weights)) for k in range(folds)]) @ a.T
+                pred = pred.reshape(len(weights), folds, -1)
+                if on_step is not None:
+                    on_step()
+                reply([np.array([float(((pred[j, k, m] - y[m]) ** 2).sum()) for k, m in enumerate(masks)])
+                       for j in range(len(weights))])
+
+        for j, weight in enumerate(weights):
+            for k, held in enumerate(masks):
+                fit(weight, k, ~held, warms[j][k], lambda x, st, j=j, k=k: done(j, k, x, st))
+
+    drive(weight_search(weight_range, folds=folds, rule=rule, se_factor=se_factor), request, finish)
 
 
 @dataclasses.dataclass

@@ -120,6 +120,36 @@ def test_batched_admm_solves_each_element_as_it_would_alone() -> None:
         np.testing.assert_allclose(joint.z2, alone.z2, rtol=0, atol=1e-9 * float(np.abs(alone.z2).max()))
 
 
+def test_pooled_fits_on_different_row_sets_end_as_they_would_alone() -> None:
+    """CV folds, full-data fits and fits submitted while others run share each pass over the patterns
+    (continuous batching); every fit must still end exactly where it would alone."""
+    from nxsci.recon._tv_admm import ADMMPool, TVBasis, TVSystem, admm_tv
+
+    ds = _case(size=24, sampling=0.3)
+    a = PatternPhysics(ds.patterns).numpy_matrix().astype(np.float64)
+    y = ds.signal("Co") / ds.signal("Co").mean()
+    norm2 = float(np.linalg.norm(a, 2) ** 2)
+    train = np.random.default_rng(1).random(y.size) < 0.7
+    basis = TVBasis(a, ds.image_shape)
+    fold, full = TVSystem(basis, rows=train), TVSystem(basis)
+    pool, got = ADMMPool(), {}
+
+    def then_full(state: object) -> None:  # joins the pool while the fold fit at 3e-5 is still running
+        got["fold"] = state
+        pool.submit(full, y, 1e-4 * norm2, max_iter=3000, tol=1e-5, on_done=lambda st: got.setdefault("late", st))
+
+    pool.submit(fold, y[train], 1e-3 * norm2, max_iter=3000, tol=1e-5, on_done=then_full)
+    pool.submit(fold, y[train], 3e-5 * norm2, max_iter=3000, tol=1e-5, on_done=lambda st: got.setdefault("weak", st))
+    pool.run()
+    alone = {"fold": admm_tv(TVSystem(a, ds.image_shape, train), y[train], 1e-3 * norm2, max_iter=3000, tol=1e-5),
+             "weak": admm_tv(TVSystem(a, ds.image_shape, train), y[train], 3e-5 * norm2, max_iter=3000, tol=1e-5),
+             "late": admm_tv(TVSystem(a, ds.image_shape), y, 1e-4 * norm2, max_iter=3000, tol=1e-5)}
+    assert got["fold"].iterations < got["weak"].iterations  # the late fit really overlapped the weak one
+    for name, ref in alone.items():
+        assert got[name].iterations == ref.iterations
+        np.testing.assert_allclose(got[name].z2, ref.z2, rtol=0, atol=1e-9 * float(np.abs(ref.z2).max()))
+
+
 def test_discrepancy_rule_fits_to_the_noise_level_without_truth() -> None:
     ds = _case(size=64, sampling=0.05, seed=0)
     ds.truth_maps = None  # nothing to cheat with
