@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 from ophyd.areadetector import DetectorBase, HDF5Plugin, ImagePlugin, SingleTrigger
@@ -37,6 +38,7 @@ class TXMCamera(SingleTrigger, DetectorBase):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         self._status_lock = threading.Lock()
+        self._on_end: Callable[[], None] | None = None
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.stage_sigs.update([("cam.num_images", 1)])
 
@@ -52,25 +54,30 @@ class TXMCamera(SingleTrigger, DetectorBase):
     def acquire(self) -> StatusBase:
         """Start one acquisition, without the datum of the HDF5 file that :meth:`trigger` adds to the next
         ``read()``: for readers that take the frame itself (a datum costs a schema-validated document)."""
+        status = self._status_type(self)
+        self.start_acquisition(status.set_finished)
+        return status
+
+    def start_acquisition(self, on_end: Callable[[], None]) -> None:
+        """Start one acquisition; ``on_end()`` runs (monitor thread) when it has ended. For readers that
+        finish their own status on more than the acquisition (:meth:`acquire` makes one of its own)."""
         if self._staged != Staged.yes:
             raise RuntimeError("This detector is not ready to trigger. Call the stage() method before triggering.")
-        status = self._status_type(self)
         with self._status_lock:
-            self._status = status
+            self._on_end = on_end
         self._acquisition_signal.put(1, wait=False)
-        return status
 
     def _acquire_changed(self, value: object = None, old_value: object = None, **kwargs: object) -> None:
         """Finish the pending trigger on the falling edge of ``Acquire``.
 
         ophyd's version finishes the status and *then* clears ``self._status``; finishing lets the
         RunEngine trigger again at once, and the clearing then drops that new status, which never
-        finishes (a hang every few hundred instantaneous frames). Take the status first, then finish it."""
+        finishes (a hang every few hundred instantaneous frames). Take the callback first, then run it."""
         if old_value == 1 and value == 0:
             with self._status_lock:
-                status, self._status = self._status, None
-            if status is not None:
-                status.set_finished()
+                on_end, self._on_end = self._on_end, None
+            if on_end is not None:
+                on_end()
 
     def last_frame(self) -> np.ndarray:
         """The latest frame (H, W) as the image plugin holds it (uint16)."""

@@ -11,14 +11,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from ophyd.status import StatusBase, SubscriptionStatus
+from ophyd.status import DeviceStatus, StatusBase
 
-from nxsci.devices import AllStatus, TXMCamera
+from nxsci.devices import TXMCamera
 
 __all__ = ["InlineFrames", "SimTruth", "SimTruthMaps", "IndexSignal", "Readings", "DeviceReadings"]
 
@@ -171,9 +172,9 @@ class InlineFrames:
 
     def trigger(self) -> StatusBase:
         counter = self.camera.image.array_counter
-        target = int(counter.get()) + 1
-        fresh = SubscriptionStatus(counter, lambda value, **_: int(value) >= target, run=True)
-        return AllStatus([self.camera.acquire(), fresh])  # no HDF5 datum: the frame goes into the event
+        status = _FreshFrame(self.camera, counter, int(counter.get()) + 1)
+        self.camera.start_acquisition(status.acquisition_ended)  # no HDF5 datum: the frame goes into the event
+        return status
 
     def _shape(self) -> tuple[int, int]:
         size = self.camera.cam.array_size
@@ -195,6 +196,37 @@ class InlineFrames:
     @property
     def hints(self) -> dict[str, list[str]]:
         return {"fields": []}
+
+
+class _FreshFrame(DeviceStatus):
+    """Done when the camera's acquisition has ended *and* the image plugin's ``counter`` has reached
+    ``target``: one status, where a camera status, a ``SubscriptionStatus`` and a status combining them
+    would be three (~0.13 ms per frame on a 2-core machine, two frames per configuration)."""
+
+    def __init__(self, camera: TXMCamera, counter: Any, target: int) -> None:
+        self._parts_lock = threading.Lock()
+        self._waiting = {"acquisition", "frame"}
+        super().__init__(camera)
+        self._counter, self._target = counter, target
+        self._cid = counter.subscribe(self._counter_changed, run=True)
+
+    def _counter_changed(self, value: Any = None, **kwargs: Any) -> None:
+        if value is not None and int(value) >= self._target:
+            self._part_done("frame")
+
+    def acquisition_ended(self) -> None:
+        self._part_done("acquisition")
+
+    def _part_done(self, part: str) -> None:
+        with self._parts_lock:
+            if part not in self._waiting:
+                return
+            self._waiting.discard(part)
+            if self._waiting:
+                return
+        self._counter.unsubscribe(self._cid)
+        if not self.done:
+            self.set_finished()
 
 
 class SimTruth:
