@@ -1,13 +1,15 @@
 """Acquisition benchmarks: software overhead per illumination configuration, tiled ingest of 512x512
 uint16 frames, and XRF fitting throughput. Prints markdown tables; raw numbers to ``--json``.
 
-    python benchmarks/acquisition.py [--configs 64] [--repeats 3] [--frames 100] [--json FILE] [--quick]
+    python benchmarks/acquisition.py [--configs 64] [--repeats 3] [--marginal-configs 256] [--frames 100]
+                                     [--json FILE] [--quick]
 
 1. Overhead: ``nxsci_scan`` on the simulated beamline with zero move and exposure time (the simulation's
    ``move_time_s: 0``, ``acquire_time_scale: 0``), so every millisecond is software: bluesky, ophyd, the
    in-process simulated IOC records, and the instrument model's physics (frames, spectra), which is timed
    separately and reported apart. Wall and process CPU time (all threads) per configuration; with and
-   without a ``TiledWriter`` into a tiled server on this machine.
+   without a ``TiledWriter`` into a tiled server on this machine; a run's fixed cost (darks, truth maps,
+   staging, descriptors, baseline) and the marginal cost per configuration from runs of two sizes.
 2. Ingest: a plan that records ``--frames`` 512x512 uint16 frames (no simulation) through ``TiledWriter``
    into a tiled server over HTTP (SQLite catalog, zarr arrays, duckdb tables), per writer batch size; and
    reading them back as one array.
@@ -109,7 +111,11 @@ def _thread_cpu(prefix: str) -> float:
     return total
 
 
-def overhead(configs: int, repeats: int, size: int, work: Path, writer_configs: list[int]) -> list[dict[str, Any]]:
+def overhead(configs: int, repeats: int, size: int, work: Path, writer_configs: list[int],
+             marginal_configs: list[int] | None = None) -> list[dict[str, Any]]:
+    """Rows per run: ``repeats`` runs of ``configs`` configurations without a writer, one run per size in
+    ``marginal_configs`` without a writer (with ``configs``: a run's fixed cost and the marginal cost per
+    configuration), and one per size in ``writer_configs`` with ``TiledWriter``."""
     from bluesky import RunEngine
 
     from nxsci.devices import load_config, make_beamline
@@ -121,7 +127,8 @@ def overhead(configs: int, repeats: int, size: int, work: Path, writer_configs: 
     rows = []
     try:
         with _tiled(work / "tiled") as catalog:
-            for writer, sizes in (("none", [configs] * repeats), ("TiledWriter", writer_configs)):
+            plain = [configs] * repeats + [n for n in (marginal_configs or []) if n != configs]
+            for writer, sizes in (("none", plain), ("TiledWriter", writer_configs)):
                 RE = RunEngine({}, call_returns_result=False)
                 if writer == "TiledWriter":
                     RE.subscribe(catalog.writer())
@@ -227,6 +234,7 @@ def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> s
 def _summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Median over the repeats without a writer; with the writer, a line ``wall = fixed + N x marginal``."""
     plain = [r for r in rows if r["writer"] == "none"]
+    plain = [r for r in plain if r["configs"] == plain[0]["configs"]]  # the repeated size
     out = [{"writer": "none", "configs": str(plain[0]["configs"]), "image": f"{plain[0]['image']}^2",
             **{k: float(np.median([r[k] for r in plain])) for k in
                ("wall_ms", "cpu_ms", "physics_ms", "engine_cpu_ms", "overhead_ms")}}]
@@ -237,16 +245,34 @@ def _summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _fixed_and_marginal(rows: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Least-squares ``wall = fixed + N x marginal`` over runs of two or more sizes (and the same for
+    wall minus physics)."""
+    if len({r["configs"] for r in rows}) < 2:
+        return None
+    n = np.array([r["configs"] for r in rows], dtype=float)
+    wall = np.array([r["wall_s"] for r in rows])
+    physics = np.array([r["physics_ms"] * r["configs"] / 1e3 for r in rows])
+    marginal, fixed = np.polyfit(n, wall, 1)
+    marginal_overhead, fixed_overhead = np.polyfit(n, wall - physics, 1)
+    return {"fixed_s": float(fixed), "marginal_ms": float(1e3 * marginal),
+            "fixed_overhead_s": float(fixed_overhead), "marginal_overhead_ms": float(1e3 * marginal_overhead)}
+
+
+def _plain_cost(rows: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Fixed (per run) and marginal (per configuration) cost of runs without a writer."""
+    return _fixed_and_marginal([r for r in rows if r["writer"] == "none"])
+
+
 def _writer_cost(rows: list[dict[str, Any]]) -> dict[str, float] | None:
     """Fixed (per run) and marginal (per configuration) wall time of runs written through TiledWriter."""
-    tiled = [r for r in rows if r["writer"] == "TiledWriter"]
-    if len({r["configs"] for r in tiled}) < 2:
+    fit = _fixed_and_marginal([r for r in rows if r["writer"] == "TiledWriter"])
+    if fit is None:
         return None
-    n = np.array([r["configs"] for r in tiled], dtype=float)
-    wall = np.array([r["wall_s"] for r in tiled])
-    marginal, fixed = np.polyfit(n, wall, 1)
-    plain = float(np.median([r["wall_ms"] for r in rows if r["writer"] == "none"]))
-    return {"fixed_s": float(fixed), "marginal_ms": float(1e3 * marginal), "extra_ms": float(1e3 * marginal - plain)}
+    plain = _plain_cost(rows)
+    plain_marginal = plain["marginal_ms"] if plain else float(np.median([r["wall_ms"] for r in rows
+                                                                         if r["writer"] == "none"]))
+    return {"fixed_s": fit["fixed_s"], "marginal_ms": fit["marginal_ms"], "extra_ms": fit["marginal_ms"] - plain_marginal}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--writer-configs", type=int, nargs="+", default=[64, 256],
                         help="run sizes with TiledWriter (two or more: fixed + per-configuration cost)")
+    parser.add_argument("--marginal-configs", type=int, nargs="*", default=[256],
+                        help="further run sizes without a writer (with --configs: fixed + per-configuration cost)")
     parser.add_argument("--image", type=int, default=64, help="simulated camera size for the overhead runs")
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 10, 50])
@@ -264,16 +292,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.configs, args.repeats, args.frames, args.batch_sizes, args.spectra = 8, 1, 5, [5], [256]
-        args.writer_configs = [4, 8]
+        args.writer_configs, args.marginal_configs = [4, 8], [4]
     with tempfile.TemporaryDirectory(prefix="nxsci-bench-") as tmp:
         work = Path(tmp)
-        over = overhead(args.configs, args.repeats, args.image, work, args.writer_configs)
+        over = overhead(args.configs, args.repeats, args.image, work, args.writer_configs, args.marginal_configs)
         ing = ingest(args.frames, args.batch_sizes, work)
         fit = fitting(args.spectra)
     meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M UTC"), "machine": platform.node(),
             "cpus": os.cpu_count(), "load_average": os.getloadavg(), "python": sys.version.split()[0],
             "command": "python benchmarks/acquisition.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     summary = _summary(over)
+    plain_cost = _plain_cost(over)
     writer_cost = _writer_cost(over)
     print(f"Measured {meta['date']}, {meta['cpus']} CPUs, load average {meta['load_average'][0]:.2f} at the end\n")
     print("Overhead per illumination configuration (zero-time simulated motors and detectors, median of repeats)\n")
@@ -281,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
                            ("wall_ms", "wall ms", ".1f"), ("cpu_ms", "CPU ms (all threads)", ".1f"),
                            ("engine_cpu_ms", "RunEngine thread CPU ms", ".1f"),
                            ("physics_ms", "simulated physics ms", ".1f"), ("overhead_ms", "wall - physics ms", ".1f")]))
+    if plain_cost:
+        print(f"\nRuns without a writer: {1e3 * plain_cost['fixed_s']:.0f} ms per run + {plain_cost['marginal_ms']:.1f} ms "
+              f"per configuration (wall; wall - physics: {1e3 * plain_cost['fixed_overhead_s']:.0f} ms + "
+              f"{plain_cost['marginal_overhead_ms']:.1f} ms), least squares over the run sizes without a writer")
     if writer_cost:
         print(f"\nTiledWriter runs: {writer_cost['fixed_s']:.2f} s per run + {writer_cost['marginal_ms']:.1f} ms "
               f"per configuration (least squares over the run sizes above), i.e. the writer adds "
@@ -295,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"meta": meta, "overhead": over, "overhead_summary": summary,
-                                         "writer_cost": writer_cost, "ingest": ing, "fitting": fit}, indent=2))
+                                         "plain_cost": plain_cost, "writer_cost": writer_cost, "ingest": ing, "fitting": fit}, indent=2))
         print(f"\nwrote {args.json}")
     return 0
 
