@@ -202,11 +202,17 @@ class TV(Solver):
         iterations: list[object] = [p.iterations] * n_sets
         planned = max(1, n_sets * (planned_steps(p.weight_range) * len(candidates) * use_cv + 8 * use_disc))
         steps = [0]
+        last = [0.0, "weight search"]  # the latest progress report, repeated as a heartbeat between steps
 
         def report(text: str) -> None:
             steps[0] += 1
+            last[:] = [min(0.95, 0.95 * steps[0] / planned), f"{text} step {steps[0]}"]
             if progress:
-                progress(min(0.95, 0.95 * steps[0] / planned), f"{text} step {steps[0]}")
+                progress(*last)
+
+        def heartbeat(passes: int) -> None:  # a step can take many seconds: cancelling must not wait for it
+            if progress and passes % 20 == 0:
+                progress(last[0], f"{last[1]} (pass {passes})")
 
         def finalize(e: int) -> None:
             """Both searches of element ``e`` are done: decide its weight and start its final fit."""
@@ -280,7 +286,7 @@ class TV(Solver):
                 drive(discrepancy_search(p.weight_range, target=p.discrepancy_target), disc_request, disc_finished)
             if rule == "fixed":
                 finalize(e)
-        fit.run()
+        fit.run(heartbeat)
         seconds = time.perf_counter() - t0
         results = []
         for e in range(n_sets):
@@ -331,8 +337,8 @@ class _ADMMFitter:
                          tol=self.p.tolerance if kind == "final" else self.p.cv_tolerance,
                          on_done=lambda st: on_done(st.z2 if nonneg else st.x, st))
 
-    def run(self) -> None:
-        self.pool.run()
+    def run(self, on_pass: Callable[[int], None] | None = None) -> None:
+        self.pool.run(on_pass)
 
 
 class _PDHGFitter:
@@ -357,7 +363,8 @@ class _PDHGFitter:
                kind: FitKind, on_done: Callable[[np.ndarray, object], None]) -> None:
         self.queue.append((e, row_set[1], lam, pixel_w, warm, on_done))
 
-    def run(self) -> None:
+    def run(self, on_pass: Callable[[int], None] | None = None) -> None:
+        fits = 0
         while self.queue:
             e, rows, lam, pixel_w, warm, on_done = self.queue.popleft()
             reg = self.cct.regularizers.Regularizer_TV2D(lam * pixel_w)
@@ -368,6 +375,9 @@ class _PDHGFitter:
                           b_mask=None if rows is None else rows.astype(np.float32), x0=x0)
             x = np.asarray(x, dtype=np.float64)
             on_done(x, x)
+            fits += 1
+            if on_pass is not None:
+                on_pass(20 * fits)  # each PDHG fit is long: every one is a heartbeat
 
 
 @register_solver

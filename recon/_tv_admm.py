@@ -281,12 +281,15 @@ class ADMMPool:
         self._new.append(dict(system=system, y=np.asarray(y, dtype=np.float64), lam=float(lam), pw=pixel_weights,
                               max_iter=int(max_iter), tol=float(tol), rho=rho, warm=warm, on_done=on_done))
 
-    def run(self) -> None:
-        """Iterate until every problem, including those submitted meanwhile, has finished."""
+    def run(self, on_pass: Callable[[int], None] | None = None) -> None:
+        """Iterate until every problem, including those submitted meanwhile, has finished; ``on_pass(passes)``
+        after each iteration (a progress heartbeat: raising from it stops the run)."""
         while self._new or self._systems:
             if self._new:
                 self._admit()
             self._iterate()
+            if on_pass is not None:
+                on_pass(self.passes)
 
     def _admit(self) -> None:
         new, self._new = self._new, []

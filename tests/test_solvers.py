@@ -203,8 +203,9 @@ def test_reconstruct_uses_the_datasets_uncertainties_and_sets_unusable_ones_asid
     assert aside.metrics["Ni"]["psnr"] > 20
 
 
-def test_a_cancelled_solve_stops_its_background_weight_search() -> None:
-    """The service cancels by raising from the progress callback; no solver thread may outlive the call."""
+def test_a_cancelled_solve_stops_at_once() -> None:
+    """The service cancels by raising from the progress callback, which the solver calls at least every 20
+    passes (not only between weight-search steps); no solver thread may outlive the call."""
     import threading
 
     ds = _case(size=32, sampling=0.25, seed=1)
@@ -221,4 +222,13 @@ def test_a_cancelled_solve_stops_its_background_weight_search() -> None:
     with pytest.raises(Cancelled):
         get_solver("composition-tv").reconstruct_all(ys, PatternPhysics(ds.patterns), guide=ds.txm, sigma=sigma,
                                                      progress=cancel)
+    assert threading.active_count() == before
+
+    def cancel_between_steps(fraction: float, text: str) -> None:  # a heartbeat inside a weight-search step
+        if "(pass " in text:
+            raise Cancelled(text)
+
+    with pytest.raises(Cancelled, match=r"\(pass 20\)$"):
+        get_solver("composition-tv").reconstruct_all(ys, PatternPhysics(ds.patterns), guide=ds.txm, sigma=sigma,
+                                                     progress=cancel_between_steps)
     assert threading.active_count() == before
