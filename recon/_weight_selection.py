@@ -12,7 +12,7 @@ factor 1 mean 0.13 / max 0.62 dB. The default is 0.5.
 
 Search: decades over the range (stepping outwards, up to 3 decades, when the best is on its edge),
 the half- and quarter-decade neighbours of the best (fitted side by side), then quarter-decade steps
-upwards until the loss leaves the band; the crossing is interpolated in log(weight). Every fit
+upwards (two at a time) until the loss leaves the band; the crossing is interpolated in log(weight). Every fit
 warm-starts from the nearest weight already solved in the same fold.
 """
 
@@ -161,18 +161,26 @@ def weight_search(weight_range: tuple[float, float], *, folds: int, rule: Rule =
         chosen = refine_log_minimum(near, [total(w) for w in near]) if len(near) == 3 else best
     else:
         # the largest weight above the minimum whose loss stays within min + band (log-interpolated crossing)
+        # two quarter-decade steps per search step: the second is wasted when the first leaves the band, but
+        # fits side by side cost little more than one, and the search is a step shorter when it does not
         limit = total(best) + se_factor * se
         step = math.sqrt(half)
         chosen = w = best
-        while w * step <= hi * 1.0001:
-            w = w * step
-            loss = float((yield from evaluate(w)).sum())
-            if loss > limit:
-                lp = total(chosen)
-                t = (limit - lp) / (loss - lp) if loss > lp else 0.0
-                chosen = float(math.exp(math.log(chosen) + t * (math.log(w) - math.log(chosen))))
-                break
-            chosen = w
+        crossed = False
+        while not crossed and w * step <= hi * 1.0001:
+            ahead = [v for v in (w * step, w * step * step) if v <= hi * 1.0001]
+            if _key(ahead[0]) in fold_loss:  # known already: decide on it before asking for more
+                ahead = ahead[:1]
+            yield from evaluate(*ahead)
+            for w in ahead:
+                loss = total(w)
+                if loss > limit:
+                    lp = total(chosen)
+                    t = (limit - lp) / (loss - lp) if loss > lp else 0.0
+                    chosen = float(math.exp(math.log(chosen) + t * (math.log(w) - math.log(chosen))))
+                    crossed = True
+                    break
+                chosen = w
     grid = sorted(fold_loss)
     return CrossValidationResult(weight=chosen, grid=grid, loss=[total(w) for w in grid], folds=folds,
                                  rule=rule, se_factor=se_factor, min_weight=best, standard_error=se)
@@ -246,8 +254,8 @@ def discrepancy_search(weight_range: tuple[float, float], *, target: float = 1.0
                        max_refine: int = 8) -> Generator[float, float, DiscrepancyResult]:
     """Coroutine: yields weights, is sent chi^2/N of the fit at each (increasing with the weight).
 
-    Decades from strong to weak until the target is bracketed (stepping up to 3 decades past the range),
-    then regula falsi (Illinois) in log(weight) vs log(chi^2) until chi^2 is within ``rel_tol`` of the
+    Decades from strong to weak until the target is bracketed (stepping up to 3 decades past the range) or a
+    weight lands within ``rel_tol`` of it (then that weight is the answer), then regula falsi (Illinois) in log(weight) vs log(chi^2) until chi^2 is within ``rel_tol`` of the
     target or the bracket is narrower than 1/16 decade; the answer is log-interpolated in the bracket.
     """
     chi: dict[float, float] = {}
@@ -263,23 +271,32 @@ def discrepancy_search(weight_range: tuple[float, float], *, target: float = 1.0
         return DiscrepancyResult(weight=float(weight), target=target, grid=grid, chi2=[chi[g] for g in grid],
                                  bracketed=bracketed)
 
+    def on_target(c: float) -> bool:  # within rel_tol: the answer, whether or not it is bracketed yet
+        return abs(math.log(c / target)) < math.log1p(rel_tol)
+
     lo, hi = sorted(float(v) for v in weight_range)
     strong, c_strong = hi, (yield from evaluate(hi))
     for _ in range(3):  # even the strongest weight fits the data within the noise: look further up
-        if c_strong >= target:
+        if c_strong >= target or on_target(c_strong):
             break
         strong = strong * 10.0
         c_strong = yield from evaluate(strong)
+    if on_target(c_strong):
+        return result(strong, True)
     if c_strong < target:
         return result(strong, False)
     weak, c_weak = strong, c_strong
     floor = lo / 1000.0
     while c_weak >= target:
+        if on_target(c_weak):  # no need to bracket: a weaker fit would only take longer (weak fits are slow)
+            return result(weak, True)
         if weak / 10.0 < floor * 0.999:
             return result(weak, False)  # the data cannot be fitted down to the noise level in the range
         strong, c_strong = weak, c_weak
         weak = weak / 10.0
         c_weak = yield from evaluate(weak)
+    if on_target(c_weak):
+        return result(weak, True)
     # bracket: weak (chi2 < target) < strong (chi2 >= target); Illinois in log-log
     lw, lcw = math.log(weak), math.log(c_weak) - math.log(target)
     ls, lcs = math.log(strong), math.log(c_strong) - math.log(target)
