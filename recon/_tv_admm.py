@@ -119,11 +119,11 @@ class TVSystem:
 
     def __init__(self, a: np.ndarray | TVBasis, shape: tuple[int, int] | None = None,
                  rows: np.ndarray | None = None) -> None:
-        self.basis = a if isinstance(a, TVBasis) else TVBasis(a, shape if shape is not None else _no_shape())
+        if not isinstance(a, TVBasis) and shape is None:
+            raise TypeError("TVSystem(a, shape): the image shape is needed with a matrix")
+        self.basis = a if isinstance(a, TVBasis) else TVBasis(a, shape)  # type: ignore[arg-type]
         self.shape = self.basis.shape
-        n = self.basis.ahat.shape[0]
         self.rows = None if rows is None else (np.flatnonzero(rows) if rows.dtype == bool else np.asarray(rows))
-        self.n_rows = n if self.rows is None else self.rows.size
         # factorised on the basis's executor when it has one, so the row sets of a search factorise in parallel
         ex = self.basis.executor
         self._factor: Future[tuple[np.ndarray, np.ndarray]] | tuple[np.ndarray, np.ndarray] = \
@@ -150,20 +150,12 @@ class TVSystem:
             self._factor = self._factor.result()
         return self._factor
 
-    @property
-    def a(self) -> np.ndarray:
-        return self.basis.a if self.rows is None else self.basis.a[self.rows]
-
     def solve(self, r: np.ndarray, rho: float | np.ndarray) -> np.ndarray:
         """x for right-hand side(s) ``r`` (H, W) or (E, H, W), with one rho per map."""
         batched = r.ndim == 3
         rb = r if batched else r[None]
         x = solve_systems([self] * rb.shape[0], rb, rho)
         return x if batched else x[0]
-
-
-def _no_shape() -> tuple[int, int]:
-    raise TypeError("TVSystem(a, shape): the image shape is needed with a matrix")
 
 
 def solve_systems(systems: Sequence[TVSystem], r: np.ndarray, rho: float | np.ndarray) -> np.ndarray:
@@ -264,26 +256,23 @@ class ADMMPool:
     of rho = lam without relaxation. Residual balancing (adapting rho) stopped early at a worse objective.
     """
 
-    _ARRAYS = ("x", "z1", "u1", "z2", "u2", "aty", "thr")
-
     def __init__(self, *, nonnegative: bool = True, rho_factor: float = 2.0, relax: float = 1.8) -> None:
         self.nonnegative, self.rho_factor, self.relax = nonnegative, rho_factor, relax
         self._new: list[dict[str, object]] = []
         self._systems: list[TVSystem] = []
         self._callbacks: list[Callable[[ADMMState], None]] = []
-        self._v: dict[str, np.ndarray] = {}  # stacked per-problem arrays (see _ARRAYS) and scalars
+        self._v: dict[str, np.ndarray] = {}  # per-problem iterates, data and settings, stacked on axis 0
+        self._basis: TVBasis | None = None
         self.passes = 0
-
-    def __len__(self) -> int:
-        return len(self._systems) + len(self._new)
 
     def submit(self, system: TVSystem, y: np.ndarray, lam: float, *, on_done: Callable[[ADMMState], None],
                pixel_weights: np.ndarray | float = 1.0, max_iter: int = 500, tol: float = 1e-4,
                rho: float | None = None, warm: ADMMState | None = None) -> None:
         """Queue a problem (``y`` on ``system``'s rows); it joins at the next iteration, ``on_done`` gets its
         final state (and may submit more)."""
-        if self._systems and system.basis is not self._systems[0].basis or \
-                self._new and system.basis is not self._new[0]["system"].basis:  # type: ignore[attr-defined]
+        if self._basis is None:
+            self._basis = system.basis
+        elif system.basis is not self._basis:
             raise ValueError("ADMMPool: all problems must be on one basis")
         self._new.append(dict(system=system, y=np.asarray(y, dtype=np.float64), lam=float(lam), pw=pixel_weights,
                               max_iter=int(max_iter), tol=float(tol), rho=rho, warm=warm, on_done=on_done))
@@ -300,12 +289,13 @@ class ADMMPool:
 
     def _admit(self) -> None:
         new, self._new = self._new, []
-        basis = new[0]["system"].basis  # type: ignore[attr-defined]
+        basis = self._basis
+        assert basis is not None
         shape = basis.shape
+        rows = [slice(None) if q["system"].rows is None else q["system"].rows for q in new]  # type: ignore
         y_full = np.zeros((len(new), basis.a.shape[0]))  # each problem's data on its rows: one pass over A
         for p, q in enumerate(new):
-            rows = q["system"].rows  # type: ignore[attr-defined]
-            y_full[p, slice(None) if rows is None else rows] = q["y"]
+            y_full[p, rows[p]] = q["y"]
         aty = (y_full @ basis.a).reshape(len(new), *shape)
         lam = np.array([q["lam"] for q in new])
         rho = np.array([max(self.rho_factor * q["lam"], 1e-12) if q["rho"] is None else q["rho"]  # type: ignore
@@ -325,8 +315,7 @@ class ADMMPool:
                 add["x"][p], add["z1"][p], add["z2"][p] = warm.x, warm.z1, warm.z2
                 add["u1"][p], add["u2"][p] = warm.u1 * ratio, warm.u2 * ratio
             else:  # cold: the best constant map (what strong weights converge towards), not zero
-                rows = q["system"].rows  # type: ignore[attr-defined]
-                rs = basis.row_sums if rows is None else basis.row_sums[rows]
+                rs = basis.row_sums[rows[p]]
                 level = max(float(rs @ np.asarray(q["y"])) / max(float(rs @ rs), 1e-300), 0.0)
                 add["x"][p] = add["z2"][p] = level
         self._v = add if not self._systems else {k: np.concatenate([self._v[k], add[k]]) for k in add}
