@@ -19,7 +19,30 @@ __all__ = ["Motor", "DiffuserStage", "Condenser", "Pinhole", "ZonePlate", "Sampl
            "with_components"]
 
 
-class AllStatus(StatusBase):
+class _CountdownStatus(StatusBase):
+    """Done when ``count`` members have finished: successful if every one succeeded, else failed at the first
+    failure (at once, without waiting for the others). One lock-protected counter, shared by the statuses
+    below."""
+
+    def __init__(self, count: int, **kwargs: object) -> None:
+        self._remaining = count
+        self._count_lock = threading.Lock()
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        if count == 0:
+            self.set_finished()
+
+    def _member_finished(self, success: bool, error: Callable[[], BaseException]) -> None:
+        with self._count_lock:
+            if self.done or self._externally_initiated_completion:
+                return
+            self._remaining -= 1
+            if not success:
+                self.set_exception(error())
+            elif self._remaining == 0:
+                self.set_finished()
+
+
+class AllStatus(_CountdownStatus):
     """Done when all of ``statuses`` are: successful if every one succeeded, else failed with the first
     failure's exception (at once, without waiting for the others), like a chain of ``AndStatus``.
 
@@ -29,23 +52,13 @@ class AllStatus(StatusBase):
 
     def __init__(self, statuses: Sequence[StatusBase], **kwargs: object) -> None:
         self.statuses = list(statuses)
-        self._remaining = len(self.statuses)
-        self._count_lock = threading.Lock()
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        if not self.statuses:
-            self.set_finished()
+        super().__init__(len(self.statuses), **kwargs)
         for status in self.statuses:
             status.add_callback(self._member_done)
 
     def _member_done(self, status: StatusBase) -> None:
-        with self._count_lock:
-            if self.done or self._externally_initiated_completion:
-                return
-            self._remaining -= 1
-            if not status.success:
-                self.set_exception(status.exception() or RuntimeError(f"{status!r} failed"))
-            elif self._remaining == 0:
-                self.set_finished()
+        self._member_finished(status.success,
+                              lambda: status.exception() or RuntimeError(f"{status!r} failed"))
 
     def __repr__(self) -> str:
         return " & ".join(f"({s!r})" for s in self.statuses) or "AllStatus()"
@@ -108,7 +121,7 @@ class Motor(EpicsMotor):
             callback(success=success, timestamp=stamp, obj=self, sub_type=self._SUB_REQ_DONE)
 
 
-class MotorsMove(StatusBase):
+class MotorsMove(_CountdownStatus):
     """Several motors moved together: done when every one has arrived, failed at the first failure.
 
     :class:`Motor` axes report the end of their move to this status (:meth:`Motor.start_move`): one status
@@ -120,12 +133,8 @@ class MotorsMove(StatusBase):
         self.moves = [(motor, float(target)) for motor, target in moves]
         for motor, target in self.moves:
             motor.check_value(target)
-        self._remaining = len(self.moves)
-        self._count_lock = threading.Lock()
         settle = max((motor.settle_time or 0.0 for motor, _ in self.moves), default=0.0)
-        super().__init__(settle_time=settle, **kwargs)  # type: ignore[arg-type]
-        if not self.moves:
-            self.set_finished()
+        super().__init__(len(self.moves), settle_time=settle, **kwargs)
         for motor, target in self.moves:
             if isinstance(motor, Motor):
                 motor.start_move(target, self._arrived)
@@ -136,14 +145,8 @@ class MotorsMove(StatusBase):
         self._arrived(status.success)
 
     def _arrived(self, success: bool) -> None:
-        with self._count_lock:
-            if self.done or self._externally_initiated_completion:
-                return
-            self._remaining -= 1
-            if not success:
-                self.set_exception(RuntimeError(f"{self!r}: a motor stopped short (limit switch, alarm or stop)"))
-            elif self._remaining == 0:
-                self.set_finished()
+        self._member_finished(success,
+                              lambda: RuntimeError(f"{self!r}: a motor stopped short (limit switch, alarm or stop)"))
 
     def __repr__(self) -> str:
         return f"MotorsMove({', '.join(f'{motor.name}={target}' for motor, target in self.moves)})"
