@@ -116,10 +116,8 @@ def overhead(configs: int, repeats: int, size: int, work: Path, writer_configs: 
     """Rows per run: ``repeats`` runs of ``configs`` configurations without a writer, one run per size in
     ``marginal_configs`` without a writer (with ``configs``: a run's fixed cost and the marginal cost per
     configuration), and one per size in ``writer_configs`` with ``TiledWriter``."""
-    from bluesky import RunEngine
-
     from nxsci.devices import load_config, make_beamline
-    from nxsci.plans import nxsci_scan, use_beamline
+    from nxsci.plans import RunEngine, nxsci_scan, use_beamline
 
     bl = make_beamline("sim", load_config(_fast_config(work, size)))
     use_beamline(bl)

@@ -12,10 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from bluesky import RunEngine
-
 from nxsci.devices import Beamline, load_config, make_beamline
-from nxsci.plans import (PatternLibrary, PlanError, calibrate_patterns, draw_schedule, library_from_start,
+from nxsci.plans import (PatternLibrary, PlanError, RunEngine, calibrate_patterns, draw_schedule, library_from_start,
                          nxsci_scan, use_beamline, xrf_point_scan)
 
 from ._settings import BeamlineSettings, TiledSettings

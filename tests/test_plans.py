@@ -14,7 +14,7 @@ from typing import Any
 import bluesky.preprocessors as bpp
 import numpy as np
 import pytest
-from bluesky import RunEngine
+from nxsci.plans import RunEngine
 from bluesky.utils import RunEngineInterrupted
 from ophyd.device import Staged
 
