@@ -322,3 +322,20 @@ def test_sim_set_completes_when_the_readback_says_the_work_is_done(beamline: Bea
     finally:
         hdf5.capture.set(0).wait(5)
     assert hdf5.capture.get() == 0
+
+
+def test_sim_set_finishes_once_when_the_readback_is_already_there(beamline: Beamline) -> None:
+    """The initial check (caller's thread) and a monitor update (dispatcher) can both find the readback
+    there; the status finishes once instead of raising ``InvalidState`` from the second."""
+    from nxsci.devices.sim._store import _ReadbackStatus
+
+    signal = beamline.camera.hdf5.file_write_mode
+    signal.set("Stream").wait(5)
+    status = _ReadbackStatus(signal, lambda **_: True, run=True)
+    status.check_value(value=signal.get())  # the late monitor update: ophyd's SubscriptionStatus raises here
+    status.wait(5)
+    assert status.success
+    statuses = [signal.set("Stream") for _ in range(50)]  # readback already equal: the racy case
+    for st in statuses:
+        st.wait(5)
+    assert all(st.success for st in statuses)

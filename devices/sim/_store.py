@@ -355,7 +355,26 @@ class SimEpicsSignalRO(Signal):
             failed = Status(self)
             failed.set_exception(exc)
             return failed
-        return SubscriptionStatus(self, there, run=True, timeout=timeout, settle_time=settle_time)
+        return _ReadbackStatus(self, there, run=True, timeout=timeout, settle_time=settle_time)
+
+
+class _ReadbackStatus(SubscriptionStatus):
+    """``SubscriptionStatus`` that finishes once. Its first check runs in the caller's thread while monitor
+    updates arrive from the dispatcher's: when the readback is already there, both checks succeed, and
+    ophyd's status would call ``set_finished`` twice (``InvalidState`` logged from the dispatcher)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._check_lock = threading.Lock()
+        self._finishing = False
+        super().__init__(*args, **kwargs)
+
+    def check_value(self, *args: Any, **kwargs: Any) -> None:
+        with self._check_lock:
+            if self._finishing:
+                return
+            if self.callback(*args, **kwargs):
+                self._finishing = True
+                self._finished(success=True)
 
 
 class SimEpicsSignal(SimEpicsSignalRO):
