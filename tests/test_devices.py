@@ -331,7 +331,8 @@ def test_sim_set_finishes_once_when_the_readback_is_already_there(beamline: Beam
 
     signal = beamline.camera.hdf5.file_write_mode
     signal.set("Stream").wait(5)
-    status = _ReadbackStatus(signal, lambda **_: True, run=True)
+    status = _ReadbackStatus(signal, lambda **_: True, run=False)
+    status.check_value(value=signal.get())  # the initial check
     status.check_value(value=signal.get())  # the late monitor update: ophyd's SubscriptionStatus raises here
     status.wait(5)
     assert status.success
