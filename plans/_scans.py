@@ -22,7 +22,7 @@ from ._context import PatternLibrary, PlanError, current_context
 from ._metadata import (STREAMS, beamline_metadata, mca_calibration, merge_md, resolve_elements, resolve_energy,
                         sample_metadata)
 from ._movers import ConfigurationMover, StagePosition
-from ._readers import DeviceReadings, IndexSignal, InlineFrames, Readings, SimTruth, SimTruthMaps
+from ._readers import DeviceReadings, IndexSignal, InlineFrames, SimTruth, SimTruthMaps
 from ._schedule import DIFFUSER_AXES, check_configurations, draw_schedule, resolve_axis
 from ._stubs import acquire, move, move_sample, move_to_configuration, set_exposure, take_darks
 
@@ -34,19 +34,20 @@ VORTEX_EVENT_ATTRS = ("mca.spectrum", "elapsed_real", "elapsed_live", "dead_time
                       "dxp.output_count_rate")
 
 
-def _illumination(bl: Beamline, index: IndexSignal) -> Readings:
-    """Per event: the configuration index and the diffuser readbacks (``diffuser1_x`` ... ``diffuser2_y``)."""
-    return Readings("illumination", [index, *(resolve_axis(bl, axis).user_readback for axis in DIFFUSER_AXES)])
+def _illumination(bl: Beamline, index: IndexSignal) -> list[Any]:
+    """Recorded with every frame: the configuration index and the diffuser readbacks (``diffuser1_x`` ...
+    ``diffuser2_y``); readbacks, not the motors' ``read()``, which adds setpoints the start document holds."""
+    return [index, *(resolve_axis(bl, axis).user_readback for axis in DIFFUSER_AXES)]
 
 
-def _sample(bl: Beamline, illumination: Readings) -> Readings:
-    """Per sample-in event: ``illumination``'s readings, the sample-stage readbacks and, simulated, the true
-    displacement and counts (one readable: one RunEngine ``read``)."""
+def _sample(bl: Beamline, illumination: list[Any]) -> list[Any]:
+    """Recorded with every sample-in frame: ``illumination``, the sample-stage readbacks and, simulated, the
+    true displacement and counts."""
     stage = bl.sample_stage
-    parts: list[Any] = [*illumination.parts, stage.x.user_readback, stage.y.user_readback, stage.z.user_readback]
+    parts: list[Any] = [*illumination, stage.x.user_readback, stage.y.user_readback, stage.z.user_readback]
     if bl.model is not None:
         parts.append(SimTruth(bl.model))
-    return Readings("sample", parts)
+    return parts
 
 
 def _check_common(exposure: float, num_darks: int) -> None:
@@ -161,9 +162,10 @@ def nxsci_scan(num_patterns: int | None = None, *, configurations: list[dict[str
     stage = StagePosition(bl.sample_stage)
     mover = ConfigurationMover(bl, stage=stage, index=index)
     illumination = _illumination(bl, index)
-    sample_in_detectors: list[Any] = [frames, DeviceReadings(bl.vortex, VORTEX_EVENT_ATTRS)]
-    sample_in_extra: list[Any] = [_sample(bl, illumination)]
-    pattern_extra = [illumination]
+    # one object read per camera frame: the frame and what it was taken under (see InlineFrames)
+    pattern_frames = frames.with_readings(illumination)
+    sample_in_detectors: list[Any] = [frames.with_readings(_sample(bl, illumination)),
+                                      DeviceReadings(bl.vortex, VORTEX_EVENT_ATTRS)]
 
     @bpp.baseline_decorator([bl.devices[name] for name in _MOTORS] + [bl.shutter])
     @bpp.stage_decorator([frames, bl.vortex])
@@ -183,9 +185,9 @@ def nxsci_scan(num_patterns: int | None = None, *, configurations: list[dict[str
                 else:
                     yield from move_sample(stage, position)
                 if position == "out":
-                    yield from acquire([frames], "pattern", pattern_extra)
+                    yield from acquire([pattern_frames], "pattern")
                 else:
-                    yield from acquire(sample_in_detectors, "primary", sample_in_extra)
+                    yield from acquire(sample_in_detectors, "primary")
 
     def prepare() -> MsgGenerator[None]:
         if optics_config:
@@ -223,7 +225,7 @@ def calibrate_patterns(num_patterns: int | None = None, *, configurations: list[
     index = IndexSignal("config_index")
     stage = StagePosition(bl.sample_stage)
     mover = ConfigurationMover(bl, stage=stage, index=index)
-    extra = [_illumination(bl, index)]
+    pattern_frames = frames.with_readings(_illumination(bl, index))
 
     @bpp.baseline_decorator([bl.devices[name] for name in _MOTORS] + [bl.shutter])
     @bpp.stage_decorator([frames])
@@ -232,7 +234,7 @@ def calibrate_patterns(num_patterns: int | None = None, *, configurations: list[
         yield from take_darks(bl, frames, num_darks)
         for i, configuration in enumerate(schedule):
             yield from move_to_configuration(mover, configuration, stage=stage, sample="out", index=index, value=i)
-            yield from acquire([frames], "pattern", extra)
+            yield from acquire([pattern_frames], "pattern")
 
     if optics_config:
         yield from move_to_configuration(mover, optics_config)

@@ -90,6 +90,10 @@ def test_nxsci_scan_records_patterns_sample_in_darks_and_truth(beamline: Beamlin
                             "sample_stage_x", "sample_stage_y", "sample_stage_z", "truth_shift", "truth_counts"}
     assert set(_descriptor(docs, "pattern")["data_keys"]) == {"camera_image", "config_index", "diffuser1_x",
                                                               "diffuser1_y", "diffuser2_x", "diffuser2_y"}
+    # one object read per frame: the camera with what the frame was taken under, the Vortex's chosen signals
+    assert set(_descriptor(docs, "pattern")["object_keys"]) == {"camera"}
+    assert set(_descriptor(docs, "primary")["object_keys"]) == {"camera", "vortex"}
+    assert "sample_stage_x" in _descriptor(docs, "primary")["object_keys"]["camera"]
     configuration = _descriptor(docs, "primary")["configuration"]
     assert configuration["vortex"]["data"]["vortex_mca_calibration_slope"] == pytest.approx(0.01)
     assert "camera_cam_acquire_time" in configuration["camera"]["data"]
