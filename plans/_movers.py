@@ -5,14 +5,16 @@
   stage to a named position and sets the configuration index: the step to the next configuration is one
   RunEngine ``set`` and one status. The RunEngine does per-message work for every object it sets (a
   protocol check, a span, a status callback; ~0.1 ms on a 2-core machine), and ophyd per status.
-* :class:`StagePosition`: the sample stage's named position, a no-op when the readbacks already are there.
-  In the snake order the stage stays put between the two acquisitions of consecutive configurations, and
-  each block still commands its position so that a pause and resume (after which an operator may have
-  moved the stage) is safe; commanding three motors to where they are costs as much as moving them.
+* :class:`StagePosition`: the sample stage's named position; only the axes whose readbacks are not there
+  move (``in`` and ``out`` usually differ in x alone). In the snake order the stage stays put between the two
+  acquisitions of consecutive configurations, and each block still asks for its position, so that a pause
+  and resume (after which an operator may have moved the stage) is safe: the readbacks decide what moves;
+  commanding a motor to where it is costs as much as moving it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +30,7 @@ __all__ = ["ConfigurationMover", "StagePosition"]
 
 
 class StagePosition:
-    """``set("in")`` / ``set("out")``: the sample stage's named positions, skipped when already there."""
+    """``set("in")`` / ``set("out")``: the sample stage's named positions, moving only the axes not there."""
 
     def __init__(self, stage: SampleStage, tolerance_mm: float = 1e-4) -> None:
         self.stage = stage
@@ -37,14 +39,19 @@ class StagePosition:
         self.tolerance_mm = tolerance_mm
 
     def moves(self, position: str) -> list[tuple[EpicsMotor, float]]:
-        """The (motor, target) moves that take the stage to ``position``; none when it is already there."""
+        """The (motor, target) moves that take the stage to ``position``: the axes whose readback is not at
+        the position's value (none when the stage is there)."""
         named = self.stage.named_positions
         if not isinstance(position, str) or position not in named:
             raise ValueError(f"{self.stage.name}: unknown position {position!r}; named positions are "
                              f"{', '.join(named) or 'none'}")
-        if self.stage.where(self.tolerance_mm) == position:
-            return []
-        return [(getattr(self.stage, axis), target) for axis, target in named[position].items()]
+        moves = []
+        for axis, target in named[position].items():
+            motor = getattr(self.stage, axis)
+            here = motor.user_readback.get()
+            if here is None or not math.isclose(here, target, abs_tol=self.tolerance_mm):
+                moves.append((motor, target))
+        return moves
 
     def set(self, position: str) -> StatusBase:
         return MotorsMove(self.moves(position))
@@ -93,7 +100,7 @@ class ConfigurationMover:
                 moves.append((self.motor(key), float(value)))
         status = MotorsMove(moves)  # checks every target before anything moves
         if index is not None:
-            self.index.set(index)  # type: ignore[union-attr]
+            self.index.put(index)  # type: ignore[union-attr]
         self._moving = [motor for motor, _ in moves]
         return status
 

@@ -257,3 +257,16 @@ def test_plans_without_a_beamline_say_how_to_register_one(monkeypatch: pytest.Mo
     monkeypatch.setattr(_context, "_CONTEXT", [])
     with pytest.raises(PlanError, match="use_beamline"):
         RunEngine({})(nxsci_scan(num_patterns=2))
+
+
+def test_stage_position_moves_only_the_axes_that_are_not_there(beamline: Beamline) -> None:
+    """``in`` and ``out`` differ in x: only x is commanded; an axis an operator moved (during a pause, say)
+    is commanded back."""
+    stage = StagePosition(beamline.sample_stage)
+    stage.set("in").wait(10)
+    assert stage.moves("in") == []
+    assert [motor.name for motor, _ in stage.moves("out")] == ["sample_stage_x"]
+    beamline.sample_stage.y.set(0.25).wait(10)
+    assert [(motor.name, target) for motor, target in stage.moves("in")] == [("sample_stage_y", 0.0)]
+    stage.set("in").wait(10)
+    assert beamline.sample_stage.where() == "in"

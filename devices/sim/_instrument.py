@@ -122,8 +122,8 @@ class InstrumentModel:
             self._positions[f"sample_stage.{k}"] = v
         self.shutter_open = True
         self._stage_error = np.zeros(2)  # (dy, dx) px
-        # one stream per axis: x and y arrive from their own record threads in either order, and a shared
-        # stream would hand their errors out in thread order (a run could not be repeated from its seed)
+        # one stream per component: x and y arrive from their own record threads in either order, and a
+        # shared stream would hand their errors out in thread order (a run could not be repeated from its seed)
         self._rng_stage = {axis: np.random.default_rng(seq) for axis, seq in
                            zip(("sample_stage.y", "sample_stage.x"), np.random.SeedSequence(p.stage.seed).spawn(2))}
         self._rng_camera = np.random.default_rng(p.camera.seed)
@@ -155,13 +155,16 @@ class InstrumentModel:
             self._positions[self._axis(axis)] = float(value)
 
     def arrive(self, axis: str) -> None:
-        """A move of ``axis`` ended: a sample-stage x/y move lands with a fresh placement error."""
+        """A move of ``axis`` ended: after a sample-stage x or y move the sample lands with a fresh in-plane
+        placement error (both components: moving one axis re-seats the stage in the plane)."""
         sigma = self.params.stage.repeatability_px
+        if axis not in ("sample_stage.y", "sample_stage.x") or sigma <= 0:
+            return
         with self._lock:
-            if axis == "sample_stage.y" and sigma > 0:
-                self._stage_error[0] = self._rng_stage[axis].normal(0.0, sigma)
-            elif axis == "sample_stage.x" and sigma > 0:
-                self._stage_error[1] = self._rng_stage[axis].normal(0.0, sigma)
+            # each component from its own stream, advanced once per arrival: the same errors whichever of two
+            # moving axes arrives first
+            self._stage_error[0] = self._rng_stage["sample_stage.y"].normal(0.0, sigma)
+            self._stage_error[1] = self._rng_stage["sample_stage.x"].normal(0.0, sigma)
 
     def set_shutter(self, is_open: bool) -> None:
         with self._lock:

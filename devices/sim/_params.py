@@ -67,7 +67,7 @@ class StageParams(_Strict):
     """Sample stage: pixel size in the sample plane and how well the stage returns to a position."""
 
     pixel_size_um: float = Field(0.03, gt=0, description="sample-plane pixel size (um)")
-    repeatability_px: float = Field(0.7, ge=0, description="1-sigma placement error per axis after a move (px)")
+    repeatability_px: float = Field(0.7, ge=0, description="1-sigma placement error per in-plane axis after a stage x or y move (px)")
     seed: int = 2
 
 
