@@ -340,3 +340,27 @@ def test_sim_set_finishes_once_when_the_readback_is_already_there(beamline: Beam
     for st in statuses:
         st.wait(5)
     assert all(st.success for st in statuses)
+
+
+def test_quick_callbacks_take_every_form_ophyd_takes() -> None:
+    """``cb(status)`` functions skip ophyd's signature check; old ``cb()`` callbacks, bound methods and other
+    callables still go through it; a callback added after completion runs at once."""
+    from nxsci.devices import QuickCallbacks
+
+    calls: list[object] = []
+
+    class Receiver:
+        def method(self, status: object) -> None:
+            calls.append(("method", status))
+
+    status = QuickCallbacks()
+    status.add_callback(lambda st: calls.append(("new", st)))
+    with pytest.warns(DeprecationWarning):
+        status.add_callback(lambda: calls.append(("old", None)))
+    status.add_callback(Receiver().method)
+    assert calls == []
+    status.set_finished()
+    status.wait(5)
+    status.add_callback(lambda st: calls.append(("late", st)))
+    assert sorted(kind for kind, _ in calls) == ["late", "method", "new", "old"]
+    assert all(st is status for kind, st in calls if kind != "old")
