@@ -264,17 +264,21 @@ def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> s
     return "\n".join([head, rule, *body])
 
 
+#: per-configuration figures of an overhead row, in the summary
+_PER_CONFIGURATION = ("wall_ms", "cpu_ms", "engine_cpu_ms", "monitor_cpu_ms", "sim_ms", "physics_ms", "overhead_ms",
+                      "wall_minus_physics_ms")
+
+
 def _summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Median over the repeats without a writer; with the writer, a line ``wall = fixed + N x marginal``."""
     plain = [r for r in rows if r["writer"] == "none"]
     plain = [r for r in plain if r["configs"] == plain[0]["configs"]]  # the repeated size
     out = [{"writer": "none", "configs": str(plain[0]["configs"]), "image": f"{plain[0]['image']}^2",
-            **{k: float(np.median([r[k] for r in plain])) for k in
-               ("wall_ms", "cpu_ms", "engine_cpu_ms", "monitor_cpu_ms", "sim_ms", "physics_ms", "overhead_ms", "wall_minus_physics_ms")}}]
+            **{k: float(np.median([r[k] for r in plain])) for k in _PER_CONFIGURATION}}]
     tiled = [r for r in rows if r["writer"] == "TiledWriter"]
     for r in tiled:
         out.append({"writer": "TiledWriter", "configs": str(r["configs"]), "image": f"{r['image']}^2",
-                    **{k: r[k] for k in ("wall_ms", "cpu_ms", "engine_cpu_ms", "monitor_cpu_ms", "sim_ms", "physics_ms", "overhead_ms", "wall_minus_physics_ms")}})
+                    **{k: r[k] for k in _PER_CONFIGURATION}})
     return out
 
 

@@ -240,10 +240,7 @@ class SampleStage(Device):
 
     def set(self, value: str) -> StatusBase:  # type: ignore[override]
         """Move to a named position; the status completes when every axis is there."""
-        if not isinstance(value, str) or value not in self.named_positions:
-            raise ValueError(f"{self.name}: unknown position {value!r}; named positions are "
-                             f"{', '.join(self.named_positions) or 'none'}")
-        return MotorsMove([(getattr(self, axis), target) for axis, target in self.named_positions[value].items()])
+        return MotorsMove([(getattr(self, axis), target) for axis, target in self._named(value).items()])
 
     def move_to(self, name: str, *, wait: bool = True, timeout: float | None = 60.0) -> StatusBase:
         status = self.set(name)
@@ -251,14 +248,27 @@ class SampleStage(Device):
             status.wait(timeout)
         return status
 
+    def moves_to(self, name: str, tolerance: float = 1e-4) -> list[tuple[Motor, float]]:
+        """The (motor, target) moves that take the stage to the named position: the axes whose readback is
+        not at the position's value (within ``tolerance`` mm); none when the stage is there."""
+        moves = []
+        for axis, target in self._named(name).items():
+            motor = getattr(self, axis)
+            # the readback signal, not ``.position``: that is None until a motor's first readback monitor arrives
+            here = motor.user_readback.get()
+            if here is None or not math.isclose(here, target, abs_tol=tolerance):
+                moves.append((motor, target))
+        return moves
+
     def where(self, tolerance: float = 1e-4) -> str | None:
         """The named position the readbacks are at (within ``tolerance`` mm), or None."""
-        # the readback signals, not ``.position``: that is None until a motor's first readback monitor arrives
-        here = {a: getattr(self, a).user_readback.get() for axes in self.named_positions.values() for a in axes}
-        for name, axes in self.named_positions.items():
-            if all(here[a] is not None and math.isclose(here[a], v, abs_tol=tolerance) for a, v in axes.items()):
-                return name
-        return None
+        return next((name for name in self.named_positions if not self.moves_to(name, tolerance)), None)
+
+    def _named(self, value: object) -> dict[str, float]:
+        if not isinstance(value, str) or value not in self.named_positions:
+            raise ValueError(f"{self.name}: unknown position {value!r}; named positions are "
+                             f"{', '.join(self.named_positions) or 'none'}")
+        return self.named_positions[value]
 
 
 def with_components(cls: type[Device], suffixes: Mapping[str, str],

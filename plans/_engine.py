@@ -33,6 +33,11 @@ class _ComposeCheckedEvent(ComposeEvent):
     checks run on every event (a mismatch falls back to event-model's full validation and its error)."""
 
     schema_checked: bool = False
+    #: the descriptor has ``STREAM:`` keys, which event-model exempts from the key match: its own check decides
+    streamed: bool = dataclasses.field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.streamed = any(key.get("external") == "STREAM:" for key in self.descriptor["data_keys"].values())
 
     def __call__(self, data: dict, timestamps: dict, seq_num: int | None = None,
                  filled: dict[str, bool | str] | None = None, uid: str | None = None, time: float | None = None,
@@ -45,8 +50,8 @@ class _ComposeCheckedEvent(ComposeEvent):
 
     def _keys_match(self, data: dict, timestamps: dict, filled: dict[str, bool | str] | None) -> bool:
         keys = self.descriptor["data_keys"].keys()
-        if any(key.get("external") == "STREAM:" for key in self.descriptor["data_keys"].values()):
-            return False  # streamed keys are exempt from the match: event-model knows the rule
+        if self.streamed:
+            return False
         return (data.keys() == keys and timestamps.keys() == keys and isinstance(data, dict)
                 and (not filled or (filled.keys() <= keys and all(isinstance(v, (bool, str)) for v in filled.values()))))
 

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,17 +40,7 @@ class StagePosition:
     def moves(self, position: str) -> list[tuple[EpicsMotor, float]]:
         """The (motor, target) moves that take the stage to ``position``: the axes whose readback is not at
         the position's value (none when the stage is there)."""
-        named = self.stage.named_positions
-        if not isinstance(position, str) or position not in named:
-            raise ValueError(f"{self.stage.name}: unknown position {position!r}; named positions are "
-                             f"{', '.join(named) or 'none'}")
-        moves = []
-        for axis, target in named[position].items():
-            motor = getattr(self.stage, axis)
-            here = motor.user_readback.get()
-            if here is None or not math.isclose(here, target, abs_tol=self.tolerance_mm):
-                moves.append((motor, target))
-        return moves
+        return self.stage.moves_to(position, self.tolerance_mm)
 
     def set(self, position: str) -> StatusBase:
         return MotorsMove(self.moves(position))
