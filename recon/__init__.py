@@ -18,14 +18,16 @@ from ._registration import *  # noqa: F403
 from ._results import *  # noqa: F403
 from ._simulate import *  # noqa: F403
 from ._solver_base import *  # noqa: F403
+from ._trust import *  # noqa: F403
 from ._tv import *  # noqa: F403
 from ._tv_admm import *  # noqa: F403
 from ._weight_selection import *  # noqa: F403
 from . import _dataset, _errors, _metrics, _pattern_figures, _patterns, _phantoms, _physics, _pinv, \
-    _reconstruct, _registration, _results, _simulate, _solver_base, _tv, _tv_admm, _weight_selection
+    _reconstruct, _registration, _results, _simulate, _solver_base, _trust, _tv, _tv_admm, _weight_selection
 
 __all__ = sorted({*(n for m in (_dataset, _errors, _metrics, _pattern_figures, _patterns, _phantoms, _physics,
-                                _pinv, _reconstruct, _registration, _results, _simulate, _solver_base, _tv, _tv_admm,
+                                _pinv, _reconstruct, _registration, _results, _simulate, _solver_base, _trust, _tv,
+                                _tv_admm,
                                 _weight_selection) for n in m.__all__), "atomic_h5_write", "check_writable"})
 
 from ._xrf import *  # noqa: F403,E402

@@ -6,7 +6,6 @@ a reconstruction of an interchange dataset means.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,8 +16,10 @@ from ._dataset import Dataset
 from ._errors import DatasetError, SolverError
 from ._metrics import frc_resolution, psnr, ssim
 from ._physics import PatternPhysics, resolve_device
+from ._progress import fraction_progress
 from ._results import ReconResult
-from ._solver_base import Solver, check_sigma, get_solver
+from ._solver_base import SolverResult, check_sigma, get_solver
+from ._trust import assess_trust, trust_warning
 
 __all__ = ["reconstruct", "default_method", "ElementProgress"]
 
@@ -92,12 +93,30 @@ def reconstruct(dataset: Dataset, *, method: str | None = None, elements: Sequen
     infos = {element: res.info for element, res in zip(chosen, results)}
     metrics = {element: _metrics(res.x, y, physics, dataset.truth(element))
                for element, res, y in zip(chosen, results, ys)}
+    trust, warnings = _trust(chosen, ys, sigma, physics, results)
     timings["total_s"] = time.perf_counter() - t0
     return ReconResult(maps=maps, elements=chosen, method=method, parameters=solver.params.model_dump(),
-                       metrics=metrics, solver_info=infos, timings=timings,
+                       metrics=metrics, solver_info=infos, timings=timings, trust=trust, warnings=warnings,
                        provenance={"registration": reg_info, "num_patterns": dataset.num_patterns,
                                    "uncertainties": sigma_note,
                                    "image_shape": list(dataset.image_shape), "device": str(physics.device)})
+
+
+def _trust(elements: Sequence[str], ys: np.ndarray, sigma: np.ndarray | None, physics: PatternPhysics,
+           results: Sequence[SolverResult]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Each element's trust record (from the data alone) and the warnings for maps that cannot be trusted."""
+    uniform = physics.A(np.ones(physics.img_shape, dtype=np.float32)).astype(np.float64)
+    records: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+    for k, (element, res) in enumerate(zip(elements, results)):
+        prediction = physics.A(np.asarray(res.x, dtype=np.float32)).astype(np.float64)
+        record = assess_trust(ys[k], uniform, prediction, sigma=None if sigma is None else sigma[k],
+                              solver_info=res.info)
+        records[element] = record.as_dict()
+        line = trust_warning(element, record)
+        if line is not None:
+            warnings.append(line)
+    return records, warnings
 
 
 def _usable_sigma(dataset: Dataset, chosen: Sequence[str]) -> tuple[np.ndarray | None, str]:
@@ -113,18 +132,11 @@ def _usable_sigma(dataset: Dataset, chosen: Sequence[str]) -> tuple[np.ndarray |
 
 
 def _progress_for(label: str, progress: bool | ElementProgress) -> tuple[Any, Any]:
+    """The solver's progress callback and what to close afterwards: the caller's callable, or a bar on a
+    terminal and a few plain lines otherwise (a log must not fill with redrawn bars)."""
     if callable(progress):
         return (lambda frac, text: progress(label, frac, text)), None
     if not progress:
         return None, None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=100, desc=label, unit="%", leave=True,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
-
-    def update(frac: float, text: str) -> None:
-        bar.n = int(round(100 * frac))
-        bar.set_postfix_str(text, refresh=False)
-        bar.refresh()
-
-    return update, bar
+    shown = fraction_progress(label)
+    return shown.update, shown

@@ -201,11 +201,12 @@ def transmission_estimate(pattern: np.ndarray, sample_in: np.ndarray) -> np.ndar
 
 
 def _progress(items: Iterable[int], enabled: bool, total: int, desc: str) -> Iterator[int]:
+    """A bar on a terminal, a few plain lines in a log (see ``_progress``)."""
     if not enabled:
         return iter(items)
-    from tqdm.auto import tqdm  # optional nicety; imported only when asked for
+    from ._progress import iterate_with_progress
 
-    return iter(tqdm(items, total=total, desc=desc, unit="frame"))
+    return iterate_with_progress(items, total, desc, "frames")
 
 
 def _median_reference(patterns: np.ndarray, sample_in: np.ndarray, window: np.ndarray) -> np.ndarray:

@@ -4,7 +4,8 @@ Result file layout (``nxsci_format = "1"``, ``kind = "result"``)::
 
     /maps                   float32 (E, H, W)   attrs: elements
     /  attrs                method, parameters (JSON, per element), metrics (JSON, per element),
-                            solver_info (JSON, per element), timings (JSON)
+                            solver_info (JSON, per element), timings (JSON), trust (JSON, per element),
+                            warnings (JSON list of strings; both absent in files written before them)
     /provenance  attrs      input_file, input_sha256, nxsci_version, created, run_uid (when from a run)
 """
 
@@ -25,6 +26,10 @@ from ._dataset import FORMAT_VERSION, atomic_h5_write, check_writable, nxsci_ver
 from ._errors import DatasetError
 
 __all__ = ["ReconResult", "save_result", "load_result", "file_sha256"]
+
+#: root attributes stored as JSON; the ones added later may be missing from older files (then empty)
+_JSON_ATTRS = ("parameters", "metrics", "solver_info", "timings", "trust", "warnings")
+_ADDED_LATER = ("trust", "warnings")
 
 
 def _jsonable(obj: Any) -> Any:
@@ -53,6 +58,10 @@ class ReconResult:
     solver_info: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: per element: can its map be trusted, judged from the data alone (``TrustRecord.as_dict()``)
+    trust: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: what a user must know before using the maps, one line each, starting with the element
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def map(self, element: str) -> np.ndarray:
         if element not in self.elements:
@@ -63,7 +72,7 @@ class ReconResult:
         """JSON-friendly summary (no arrays): what a report or REST response shows."""
         return _jsonable({"method": self.method, "elements": self.elements, "parameters": self.parameters,
                           "metrics": self.metrics, "timings": self.timings, "provenance": self.provenance,
-                          "solver_info": self.solver_info})
+                          "solver_info": self.solver_info, "trust": self.trust, "warnings": self.warnings})
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -82,7 +91,7 @@ def save_result(result: ReconResult, path: str | os.PathLike[str], *, overwrite:
         f.attrs["nxsci_format"] = FORMAT_VERSION
         f.attrs["kind"] = "result"
         f.attrs["method"] = result.method
-        for key in ("parameters", "metrics", "solver_info", "timings"):
+        for key in _JSON_ATTRS:
             f.attrs[key] = json.dumps(_jsonable(getattr(result, key)))
         d = f.create_dataset("maps", data=np.asarray(result.maps, dtype=np.float32))
         d.attrs["elements"] = np.array(result.elements, dtype=h5py.string_dtype())
@@ -103,7 +112,7 @@ def load_result(path: str | os.PathLike[str]) -> ReconResult:
             raise DatasetError(f"{p}: not an nxsci result file")
         maps = np.asarray(f["maps"][()])
         elements = [e.decode() if isinstance(e, bytes) else str(e) for e in f["maps"].attrs["elements"]]
-        loads = {k: json.loads(f.attrs[k]) for k in ("parameters", "metrics", "solver_info", "timings")}
+        loads = {k: json.loads(f.attrs[k]) for k in _JSON_ATTRS if k in f.attrs or k not in _ADDED_LATER}
         prov = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f["provenance"].attrs.items()}
         method = str(f.attrs["method"])
     return ReconResult(maps=maps, elements=elements, method=method, provenance=prov, **loads)

@@ -35,6 +35,7 @@ from scipy import ndimage
 from ._errors import SolverError
 from ._physics import PatternPhysics, single_threaded_blas
 from ._tv_admm import ADMMPool, ADMMState, TVBasis, TVSystem
+from ._tv_progress import Search, TVSolveProgress
 from ._solver_base import ProgressCallback, Solver, SolverParams, SolverResult, register_solver
 from ._weight_selection import (CrossValidationResult, DiscrepancyResult, discrepancy_search, drive, nearest_state,
                                 planned_steps, start_cross_validation)
@@ -45,6 +46,8 @@ __all__ = ["TV", "TVParams", "GuidedTV", "GuidedTVParams", "CompositionTV", "Com
 
 #: the 'auto' rule when uncertainties are given
 AUTO_BOTH = "larger of cv and discrepancy"
+#: about how many steps a discrepancy search takes (decades to bracket, then a few regula-falsi steps)
+DISCREPANCY_PLANNED_STEPS = 6
 
 
 class TVParams(SolverParams):
@@ -166,13 +169,14 @@ class TV(Solver):
                     progress: ProgressCallback | None, sigma: np.ndarray | None = None) -> list[SolverResult]:
         t0 = time.perf_counter()
         p = self.params
-        n_sets = ys.shape[0]
         a = physics.numpy_matrix().astype(np.float64)
         scales = np.array([map_scale(a, y) for y in ys])
         yn = ys / scales[:, None]
         norm2 = physics.compute_norm() ** 2
         candidates = self._guidance_candidates(guide)
         usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if progress:
+            progress(0.0, "factorising the patterns")
         with ThreadPoolExecutor(max_workers=p.threads or usable) as passes:
             fit = (_ADMMFitter if p.backend == "admm" else _PDHGFitter)(a, physics.img_shape, yn, p, passes,
                                                                         p.threads or usable)
@@ -200,19 +204,13 @@ class TV(Solver):
         disc_states: list[dict[float, object]] = [{} for _ in range(n_sets)]  # full-data fits: warm the final
         maps: list[np.ndarray | None] = [None] * n_sets
         iterations: list[object] = [p.iterations] * n_sets
-        planned = max(1, n_sets * (planned_steps(p.weight_range) * len(candidates) * use_cv + 8 * use_disc))
-        steps = [0]
-        last = [0.0, "weight search"]  # the latest progress report, repeated as a heartbeat between steps
-
-        def report(text: str) -> None:
-            steps[0] += 1
-            last[:] = [min(0.95, 0.95 * steps[0] / planned), f"{text} step {steps[0]}"]
-            if progress:
-                progress(*last)
-
-        def heartbeat(passes: int) -> None:  # a step can take many seconds: cancelling must not wait for it
-            if progress and passes % 20 == 0:
-                progress(last[0], f"{last[1]} (pass {passes})")
+        plans: dict[Search, int] = {}
+        if use_cv:
+            plans["cv"] = planned_steps(p.weight_range) * len(candidates)
+        if use_disc:
+            plans["discrepancy"] = DISCREPANCY_PLANNED_STEPS
+        track = TVSolveProgress(progress, n_sets, plans, "final fit" if rule == "fixed" else "weight search")
+        track.prepared()
 
         def finalize(e: int) -> None:
             """Both searches of element ``e`` are done: decide its weight and start its final fit."""
@@ -240,6 +238,7 @@ class TV(Solver):
             def done(x: np.ndarray, state: object) -> None:
                 maps[e] = x
                 iterations[e] = getattr(state, "iterations", p.iterations)
+                track.element_done(e)
 
             # the final fit starts from the discrepancy search's nearest full-data solution when there is one
             fit.submit(e, _FULL, weights[e] * norm2, candidates[choice[e]][1],
@@ -258,11 +257,13 @@ class TV(Solver):
 
                     def cv_finished(result: CrossValidationResult, e: int = e, i: int = i) -> None:
                         cv_found[e][i] = result
+                        if len(cv_found[e]) == len(candidates):
+                            track.search_done(e, "cv")
                         searched(e)
 
                     start_cross_validation(cv_fit, yn[e], a, p.weight_range, finish=cv_finished, folds=p.cv_folds,
                                            seed=p.seed, rule=p.cv_rule, se_factor=p.cv_se_factor,
-                                           on_step=lambda: report("cross-validation"))
+                                           on_step=lambda e=e: track.step(e, "cv"))
             if use_disc:
                 assert sigma is not None
                 sn = sigma[e] / scales[e]
@@ -272,7 +273,7 @@ class TV(Solver):
                     def done(x: np.ndarray, state: object) -> None:
                         disc_states[e][weight] = state
                         r = (a @ x.ravel() - yn[e]) / sn
-                        report("discrepancy")
+                        track.step(e, "discrepancy")
                         reply(float(r @ r) / r.size)
 
                     # uncapped fits: chi^2 of a weak-weight fit stopped early is too high (and not monotone)
@@ -281,12 +282,13 @@ class TV(Solver):
 
                 def disc_finished(result: DiscrepancyResult, e: int = e) -> None:
                     disc_found[e] = result
+                    track.search_done(e, "discrepancy")
                     searched(e)
 
                 drive(discrepancy_search(p.weight_range, target=p.discrepancy_target), disc_request, disc_finished)
             if rule == "fixed":
                 finalize(e)
-        fit.run(heartbeat)
+        fit.run(track.heartbeat)
         seconds = time.perf_counter() - t0
         results = []
         for e in range(n_sets):

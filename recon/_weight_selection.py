@@ -43,6 +43,9 @@ class CrossValidationResult:
     se_factor: float
     min_weight: float
     standard_error: float
+    #: seed of the fold assignment (:func:`kfold_masks`), so the folds can be rebuilt (e.g. to score a
+    #: uniform map on the same folds)
+    seed: int = 0
 
     @property
     def min_loss(self) -> float:
@@ -52,7 +55,7 @@ class CrossValidationResult:
         return {"weight": self.weight, "rule": self.rule, "se_factor": self.se_factor,
                 "cv_min_weight": self.min_weight,
                 "standard_error": self.standard_error, "grid": self.grid, "cv_loss": self.loss,
-                "folds": self.folds}
+                "folds": self.folds, "seed": self.seed}
 
 
 def kfold_masks(n: int, folds: int, seed: int = 0) -> list[np.ndarray]:
@@ -102,7 +105,7 @@ def _coarse_count(lo: float, hi: float) -> int:
 
 def planned_steps(weight_range: tuple[float, float]) -> int:
     """About how many weights :func:`weight_search` evaluates (for progress reports)."""
-    return _coarse_count(*sorted(float(v) for v in weight_range)) + 6
+    return _coarse_count(*sorted(float(v) for v in weight_range)) + 3  # + neighbours and ~2 band steps (measured)
 
 
 def nearest_state(known: dict[float, Any], weight: float) -> Any:
@@ -231,7 +234,8 @@ def start_cross_validation(fit: FoldFit, y: np.ndarray, a: np.ndarray, weight_ra
             for k, held in enumerate(masks):
                 fit(weight, k, ~held, warms[j][k], lambda x, st, j=j, k=k: done(j, k, x, st))
 
-    drive(weight_search(weight_range, folds=folds, rule=rule, se_factor=se_factor), request, finish)
+    drive(weight_search(weight_range, folds=folds, rule=rule, se_factor=se_factor), request,
+          lambda result: finish(dataclasses.replace(result, seed=seed)))
 
 
 @dataclasses.dataclass

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nxsci.recon import (DatasetError, PatternPhysics, SolverError, default_method, get_solver, method_schemas,
-                         psnr, reconstruct, simulate_case)
+                         reconstruct, simulate_case)
 from nxsci.recon._siren_net import SirenNet
 
 SMALL = {"width": 48, "depth": 2, "warm_start": "none", "lr": 1e-3, "steps": 250, "patience": 400}
