@@ -18,6 +18,7 @@ DASHBOARD_HTML = """<!doctype html>
   figure { display: inline-block; margin: 0 0.5em 0 0; text-align: center; }
   figure img { width: 96px; height: 96px; image-rendering: pixelated; border: 1px solid #ccc; }
   .error { color: #b00; font-size: 0.9em; }
+  .warnings { color: #a60; font-size: 0.9em; margin: 0.3em 0 0 1.2em; padding: 0; }
   #info { color: #555; font-size: 0.9em; }
 </style>
 </head>
@@ -37,7 +38,13 @@ function fmt(v) { return typeof v === "number" ? v.toPrecision(4) : esc(v); }
 function metricsHtml(job) {
   return Object.entries(job.metrics || {}).map(([el, m]) =>
     "<b>" + esc(el) + "</b>: " + Object.entries(m).filter(([k]) => ["residual", "frc_px", "psnr"].includes(k))
-      .map(([k, v]) => esc(k) + " " + fmt(v)).join(", ")).join("<br>");
+      .map(([k, v]) => esc(k) + " " + fmt(v)).join(", ")).join("<br>") + warningsHtml(job);
+}
+// the reconstruction's own doubts (e.g. a map not to be trusted), shown with the numbers they qualify
+function warningsHtml(job) {
+  const warnings = job.warnings || [];
+  if (!warnings.length) return "";
+  return '<ul class="warnings">' + warnings.map(w => "<li>&#9888; " + esc(w) + "</li>").join("") + "</ul>";
 }
 function mapsHtml(job) {
   if (job.status !== "succeeded") return "";

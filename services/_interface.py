@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import secrets
 import threading
 import time
@@ -21,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from nxsci.recon import DatasetError, NxsciError, SolverError, get_solver, method_schemas
 from nxsci.recon._dataset import nxsci_version
 
-from ._dataset_source import DatasetSource, NoXrfDataError, UnknownRunError, make_source
+from ._dataset_source import (CatalogUnavailableError, DatasetSource, RunInfo, RunReferenceError, UnknownRunError,
+                              UnusableRunError, make_source)
 from ._job_store import FINAL_STATES, JobRecord, JobStore
 from ._service_settings import ServiceSettings
 from ._worker import Executor, JobSpec, make_executor
@@ -43,7 +45,9 @@ class ApiError(Exception):
 class ReconstructionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    run_uid: str = Field(..., min_length=1, max_length=256, description="uid of a run in the catalog")
+    run_uid: str = Field(..., min_length=1, max_length=256,
+                         description="the run's uid, or a unique prefix of it of at least 8 characters (letters, "
+                                     "digits, '-'); scan ids are not accepted. The job stores the full uid")
     elements: list[str] | None = Field(None, description="elements to reconstruct (default: all of the run's)")
     method: str | None = Field(None, description="see GET /api/v1/methods (default: the benchmark winner)")
     params: dict[str, Any] = Field(default_factory=dict, description="the method's parameters")
@@ -52,6 +56,25 @@ class ReconstructionRequest(BaseModel):
 def _strip_query(uri: str) -> str:
     parts = urlsplit(uri)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def embedded_tiled_notice(uri: str, key: str, key_origin: str | None) -> str:
+    """The start-up line that tells operators where the embedded tiled server is and how to write runs into
+    it. A generated key is printed (nobody could write otherwise); a key the operator chose is only named."""
+    if key_origin is None:
+        return (f"nxsci serve: embedded tiled at {uri} (API key {key}; set NXSCI_TILED_API_KEY to choose it): "
+                f"NXSCI_TILED_API_KEY={key} nxsci acquire --tiled {uri}")
+    return (f"nxsci serve: embedded tiled at {uri} (API key: the {key_origin} value, not printed): "
+            f"NXSCI_TILED_API_KEY=<that key> nxsci acquire --tiled {uri}")
+
+
+def _tiled_key_origin(settings: ServiceSettings) -> str | None:
+    """Where the configured tiled key came from (None: not configured, the service generates one)."""
+    if settings.tiled.api_key is None:
+        return None
+    if os.environ.get("NXSCI_TILED_API_KEY") == settings.tiled.api_key.get_secret_value():
+        return "NXSCI_TILED_API_KEY"
+    return "tiled.api_key setting"
 
 
 class ReconstructionService:
@@ -100,6 +123,7 @@ class ReconstructionService:
                     lg.setLevel(level)
                     lg.propagate = propagate
             self.tiled_uri = _strip_query(self.tiled_server.uri)
+            print(embedded_tiled_notice(self.tiled_uri, self._tiled_key, _tiled_key_origin(s)), flush=True)
         else:
             self.tiled_uri = _strip_query(s.tiled.uri)
         self.client = from_uri(self.tiled_uri, api_key=self._tiled_key)
@@ -169,8 +193,20 @@ class ReconstructionService:
         return job
 
     # ---------------------------------------------------------------- commands
-    def validate(self, request: ReconstructionRequest) -> None:
-        """Everything a request can get wrong, checked before a job exists (4xx, one clear message)."""
+    def describe_run(self, run_ref: str) -> RunInfo:
+        """The run a reference names (its full ``uid`` and what it holds), or the 4xx/503 saying why not."""
+        try:
+            return self.source.describe(run_ref)
+        except UnknownRunError as exc:
+            raise ApiError(404, str(exc)) from None
+        except (RunReferenceError, UnusableRunError) as exc:
+            raise ApiError(422, str(exc)) from None
+        except CatalogUnavailableError as exc:
+            raise ApiError(503, str(exc)) from None
+
+    def validate(self, request: ReconstructionRequest) -> RunInfo:
+        """Everything a request can get wrong, checked before a job exists (4xx, one clear message); returns
+        the run's description, whose ``uid`` is the full uid the reference resolved to."""
         lim = self.settings.limits
         if request.elements is not None and len(request.elements) > lim.max_elements:
             raise ApiError(413, f"too many elements: {len(request.elements)} > {lim.max_elements}")
@@ -178,15 +214,10 @@ class ReconstructionService:
             raise ApiError(413, f"too many parameters: {len(request.params)} > {lim.max_params}")
         if request.elements is not None and not request.elements:
             raise ApiError(422, "elements: give at least one element, or leave it out for all")
-        try:
-            info = self.source.describe(request.run_uid)
-        except UnknownRunError as exc:
-            raise ApiError(404, str(exc)) from None
-        except NoXrfDataError as exc:
-            raise ApiError(422, str(exc)) from None
+        info = self.describe_run(request.run_uid)
         for element in request.elements or []:
             if element not in info["elements"]:
-                raise ApiError(422, f"unknown element '{element}': run '{request.run_uid}' has "
+                raise ApiError(422, f"unknown element {element!r}: run '{info['uid']}' has "
                                     f"{', '.join(info['elements'])}")
         if request.method is not None and request.method not in method_schemas():
             raise ApiError(422, f"unknown method '{request.method}': choose one of {', '.join(method_schemas())}")
@@ -195,13 +226,14 @@ class ReconstructionService:
             get_solver(method, request.params)
         except SolverError as exc:
             raise ApiError(422, f"invalid parameters for '{method}': {exc}") from None
+        return info
 
     def submit(self, request: ReconstructionRequest, origin: str = "api") -> JobRecord:
         assert self.store is not None and self.executor is not None
-        self.validate(request)
+        info = self.validate(request)
         if self.store.count("queued") >= self.settings.limits.max_queued:
             raise ApiError(429, f"the queue is full ({self.settings.limits.max_queued} jobs); try again later")
-        job = self.store.create(request.run_uid, elements=request.elements, method=request.method,
+        job = self.store.create(info["uid"], elements=request.elements, method=request.method,
                                 params=request.params, origin=origin)
         self.executor.submit(self._spec(job))
         return job
@@ -264,7 +296,7 @@ class ReconstructionService:
         self.store.update(job_id, only_if_status=("running",), status="succeeded", progress=1.0, stage="done",
                           finished=time.time(), timings=timings, metrics=outcome["metrics"],
                           result_uri=outcome["result_uri"], elements=outcome["elements"],
-                          method=outcome["method"])
+                          method=outcome["method"], warnings=[str(w) for w in outcome.get("warnings") or []])
 
     def on_error(self, job_id: str, message: str) -> None:
         assert self.store is not None

@@ -41,7 +41,11 @@ _jobs = sa.Table(
     sa.Column("result_uri", sa.Text, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    # added after the first release: nullable, so that older tables gain it with ALTER TABLE (see _upgrade)
+    sa.Column("warnings", sa.JSON, nullable=True),
 )
+#: columns newer than the first table layout, added to an existing table when missing
+_ADDED_COLUMNS = ("warnings",)
 _meta = sa.Table("nxsci_meta", _md, sa.Column("key", sa.String(64), primary_key=True),
                  sa.Column("value", sa.Text, nullable=False))
 _triggered = sa.Table("nxsci_triggered", _md, sa.Column("run_uid", sa.String(256), primary_key=True),
@@ -68,6 +72,14 @@ class JobRecord:
     result_uri: str | None
     error: str | None
     cancel_requested: bool
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, row: Any) -> JobRecord:
+        """A record from a table row (rows written before ``warnings`` existed have NULL there)."""
+        values = dict(row)
+        values["warnings"] = [str(w) for w in values.get("warnings") or []]
+        return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -96,6 +108,24 @@ class JobStore:
         self.engine = sa.create_engine(full, **kwargs)
         self._lock = threading.RLock()
         _md.create_all(self.engine)
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Add the columns a table created by an older nxsci lacks (``create_all`` leaves existing tables)."""
+        for name in _ADDED_COLUMNS:
+            if name in self._columns():
+                continue
+            column = _jobs.c[name]
+            ddl = f"ALTER TABLE {_jobs.name} ADD COLUMN {name} {column.type.compile(dialect=self.engine.dialect)}"
+            try:
+                with self._lock, self.engine.begin() as conn:
+                    conn.execute(sa.text(ddl))
+            except sa.exc.DBAPIError:
+                if name not in self._columns():  # not another service adding it at the same moment
+                    raise
+
+    def _columns(self) -> set[str]:
+        return {c["name"] for c in sa.inspect(self.engine).get_columns(_jobs.name)}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -106,7 +136,7 @@ class JobStore:
         row = dict(id=uuid.uuid4().hex, run_uid=run_uid, elements=elements, method=method, params=params,
                    origin=origin, status="queued", progress=0.0, stage="queued", created=time.time(),
                    started=None, finished=None, attempts=0, timings={}, metrics={}, result_uri=None, error=None,
-                   cancel_requested=False)
+                   cancel_requested=False, warnings=[])
         with self._lock, self.engine.begin() as conn:
             conn.execute(_jobs.insert().values(**row))
         return JobRecord(**row)
@@ -114,14 +144,14 @@ class JobStore:
     def get(self, job_id: str) -> JobRecord | None:
         with self._lock, self.engine.connect() as conn:
             row = conn.execute(_jobs.select().where(_jobs.c.id == job_id)).mappings().first()
-        return None if row is None else JobRecord(**row)
+        return None if row is None else JobRecord.from_row(row)
 
     def list(self, *, status: str | None = None, limit: int = 1000) -> list[JobRecord]:
         q = _jobs.select().order_by(_jobs.c.created.desc()).limit(limit)
         if status is not None:
             q = q.where(_jobs.c.status == status)
         with self._lock, self.engine.connect() as conn:
-            return [JobRecord(**r) for r in conn.execute(q).mappings()]
+            return [JobRecord.from_row(r) for r in conn.execute(q).mappings()]
 
     def count(self, status: str) -> int:
         with self._lock, self.engine.connect() as conn:

@@ -1,7 +1,8 @@
 """Reconstruction results in tiled: ``<results>/<job id>`` holds one array per element and ``maps``.
 
-The container's metadata is the provenance: run uid, job id, method, parameters, elements, metrics,
-timings, solver information (chosen weights, CV curves), nxsci version and creation time. Each element
+The container's metadata is the provenance: run uid (always the full uid), job id, method, parameters,
+elements, metrics, warnings (maps not to be trusted), timings, solver information (chosen weights, CV
+curves), nxsci version and creation time. Each element
 array carries its own metrics, so a viewer needs nothing else.
 """
 
@@ -36,7 +37,8 @@ def write_result(container: Any, job_id: str, run_uid: str, result: ReconResult,
         container[job_id].delete(recursive=True)
     summary = result.summary()
     metadata = {"run_uid": run_uid, "job_id": job_id, "nxsci_version": nxsci_version(),
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(), **summary, **(extra or {})}
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(), **summary,
+                "warnings": [str(w) for w in getattr(result, "warnings", None) or []], **(extra or {})}
     node = container.create_container(job_id, metadata=metadata)
     maps = np.asarray(result.maps, dtype=np.float32)
     node.write_array(maps, key="maps", dims=["element", "y", "x"],

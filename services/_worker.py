@@ -68,13 +68,15 @@ def execute_job(spec: JobSpec, report: Callable[[float, str], None] | None = Non
     client = from_uri(spec.tiled_uri, api_key=spec.tiled_api_key)
     try:
         source = make_source(spec.source, client[spec.raw])
-        dataset = source.load(spec.run_uid, progress=lambda f, t: step(0.02 + 0.18 * f, t))
+        dataset = source.load(spec.run_uid, progress=lambda f, t: step(LOAD_SPAN[0] + _span(LOAD_SPAN) * f, t))
         t_load = time.perf_counter() - t0
-        step(0.2, "reconstructing")
+        step(SOLVE_SPAN[0], "reconstructing")
+        left = TimeLeft()
         result = reconstruct(dataset, method=spec.method, elements=spec.elements, params=spec.params,
                              device=spec.device,
-                             progress=lambda elements, f, t: step(0.2 + 0.7 * f, f"{elements}: {t}"))
-        step(0.92, "writing the maps into tiled")
+                             progress=lambda elements, f, t: step(SOLVE_SPAN[0] + _span(SOLVE_SPAN) * f,
+                                                                  f"{elements}: {t}{left(f)}"))
+        step(SOLVE_SPAN[1], "writing the maps into tiled")
         t1 = time.perf_counter()
         result.timings["load_s"] = t_load
         worker = {"host": socket.gethostname(), "pid": os.getpid()}
@@ -87,7 +89,37 @@ def execute_job(spec: JobSpec, report: Callable[[float, str], None] | None = Non
     timings["job_s"] = time.perf_counter() - t0
     summary = result.summary()
     return {"metrics": summary["metrics"], "timings": timings, "result_uri": uri, "method": result.method,
-            "elements": list(result.elements)}
+            "elements": list(result.elements), "warnings": result_warnings(result)}
+
+
+#: the job's progress: loading the run (registration, spectrum fitting) takes seconds, the solve up to hours,
+#: so the solver's own fraction (steps done / planned) fills most of the range
+LOAD_SPAN = (0.02, 0.07)
+SOLVE_SPAN = (0.07, 0.97)
+
+
+def _span(span: tuple[float, float]) -> float:
+    return span[1] - span[0]
+
+
+class TimeLeft:
+    """', about 3 min left' from the solver's fraction and the time since the solve began (once 2 % are done
+    and 5 s have passed: earlier the rate says nothing)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    def __call__(self, fraction: float) -> str:
+        elapsed = time.monotonic() - self.t0
+        if fraction < 0.02 or elapsed < 5 or fraction >= 1:
+            return ""
+        left = elapsed * (1 - fraction) / fraction
+        return f", about {left:.0f} s left" if left < 120 else f", about {left / 60:.0f} min left"
+
+
+def result_warnings(result: Any) -> list[str]:
+    """The result's warnings (e.g. a map that is not trustworthy) as plain strings; none from an older recon."""
+    return [str(w) for w in getattr(result, "warnings", None) or []]
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -172,7 +204,7 @@ def _dask_task(spec: JobSpec) -> dict[str, Any]:
 
     def report(fraction: float, text: str) -> None:
         now = time.monotonic()
-        if now - last["report"] > 0.3 or fraction >= 0.92:
+        if now - last["report"] > 0.3 or fraction >= SOLVE_SPAN[1]:
             last["report"] = now
             progress.set([fraction, text])
 

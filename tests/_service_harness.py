@@ -40,14 +40,15 @@ def start_tiled(directory: Path) -> Any:
     return server, client
 
 
-def write_run(raw: Any, *, plan_name: str = "count", simulation: dict[str, Any] | None = None) -> str:
+def write_run(raw: Any, *, plan_name: str = "count", simulation: dict[str, Any] | None = None,
+              md: dict[str, Any] | None = None) -> str:
     """A real bluesky run written by TiledWriter (``count`` of a simulated detector) with our start metadata."""
     from bluesky import RunEngine
     from bluesky.plans import count
     from bluesky_tiled_plugins import TiledWriter
     from ophyd.sim import det
 
-    md: dict[str, Any] = {"plan_name": plan_name}
+    md = {"plan_name": plan_name, **(md or {})}
     if simulation is not None:
         md["nxsci_simulation"] = simulation
     RE = RunEngine({}, call_returns_result=False)
@@ -56,11 +57,62 @@ def write_run(raw: Any, *, plan_name: str = "count", simulation: dict[str, Any] 
     return uid
 
 
+def write_documents(raw: Any, md: dict[str, Any], *, uid: str | None = None, events: int = 1,
+                    stopped: bool = True) -> str:
+    """A run composed document by document with event-model (any ``uid``), written by TiledWriter: for runs a
+    RunEngine cannot make on demand (chosen uids, a run still open: ``stopped=False`` sends no stop)."""
+    import time
+
+    from bluesky_tiled_plugins import TiledWriter
+    from event_model import compose_run
+
+    writer = TiledWriter(raw)
+    run = compose_run(uid=uid, metadata=md)
+    writer("start", run.start_doc)
+    stream = run.compose_descriptor(name="primary", data_keys={
+        "det": {"source": "test", "dtype": "number", "shape": [], "dtype_numpy": "<f8"}})
+    writer("descriptor", stream.descriptor_doc)
+    for i in range(events):
+        now = time.time()
+        writer("event", stream.compose_event(data={"det": float(i)}, timestamps={"det": now}, seq_num=i + 1))
+    if stopped:
+        writer("stop", run.compose_stop())
+    return str(run.start_doc["uid"])
+
+
+def write_run_aborted_before_first_event(raw: Any, md: dict[str, Any]) -> str:
+    """A real RunEngine run opened with ``md`` that fails before recording any event (exit status 'fail')."""
+    import bluesky.plan_stubs as bps
+    from bluesky import RunEngine
+    from bluesky_tiled_plugins import TiledWriter
+
+    class Interrupted(Exception):
+        pass
+
+    def plan() -> Any:
+        yield from bps.open_run(md=md)
+        raise Interrupted("the beam dumped before the first configuration")
+
+    RE = RunEngine({}, call_returns_result=False)
+    RE.subscribe(TiledWriter(raw))
+    uids: list[str] = []
+    RE.subscribe(lambda name, doc: uids.append(doc["uid"]) if name == "start" else None)
+    try:
+        RE(plan())
+    except Interrupted:
+        pass
+    else:
+        raise AssertionError("the plan was expected to fail")
+    (uid,) = uids
+    assert raw[uid].metadata["stop"]["exit_status"] == "fail"
+    return uid
+
+
 class ServiceProcess:
     """``python -m nxsci.cli serve`` on a free port; logs to a file; stopped by PID."""
 
     def __init__(self, workdir: Path, *, tiled_uri: str | None, config: dict[str, Any],
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -72,6 +124,8 @@ class ServiceProcess:
         self.env.update({"NXSCI_API_KEY": SERVICE_KEY, "NXSCI_TILED_API_KEY": TILED_KEY,
                          "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
         self.env.update(env or {})
+        for name in unset:  # e.g. NXSCI_TILED_API_KEY: the service then makes up a key and prints it
+            self.env.pop(name, None)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 120.0) -> ServiceProcess:
@@ -93,6 +147,13 @@ class ServiceProcess:
 
         wait_for(healthy, timeout, "nxsci serve /healthz", interval=0.25)
         return self
+
+    def output_line(self, prefix: str) -> str:
+        """The first line of the service's output (stdout and stderr) that starts with ``prefix``."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        found = [line for line in text.splitlines() if line.startswith(prefix)]
+        assert found, f"no line starting with {prefix!r} in the output of nxsci serve:\n{self.log_tail()}"
+        return found[0]
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
@@ -159,3 +220,51 @@ def service_config(tmp: Path, *, jobs_url: str | None = None, **extra: Any) -> d
         else:
             cfg[key] = value
     return cfg
+
+
+def create_old_jobs_database(url: str) -> str:
+    """A job database as the first release of the service made it (no ``warnings`` column), holding one
+    finished job; returns that job's id."""
+    import sqlalchemy as sa
+
+    from nxsci.services._job_store import engine_url
+
+    md = sa.MetaData()
+    jobs = sa.Table(
+        "nxsci_jobs", md,
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("run_uid", sa.String(256), nullable=False, index=True),
+        sa.Column("elements", sa.JSON, nullable=True),
+        sa.Column("method", sa.String(64), nullable=True),
+        sa.Column("params", sa.JSON, nullable=False),
+        sa.Column("origin", sa.String(16), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False, index=True),
+        sa.Column("progress", sa.Float, nullable=False),
+        sa.Column("stage", sa.Text, nullable=False),
+        sa.Column("created", sa.Float, nullable=False),
+        sa.Column("started", sa.Float, nullable=True),
+        sa.Column("finished", sa.Float, nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("timings", sa.JSON, nullable=False),
+        sa.Column("metrics", sa.JSON, nullable=False),
+        sa.Column("result_uri", sa.Text, nullable=True),
+        sa.Column("error", sa.Text, nullable=True),
+        sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    )
+    sa.Table("nxsci_meta", md, sa.Column("key", sa.String(64), primary_key=True),
+             sa.Column("value", sa.Text, nullable=False))
+    sa.Table("nxsci_triggered", md, sa.Column("run_uid", sa.String(256), primary_key=True),
+             sa.Column("job_id", sa.String(32), nullable=False))
+    engine = sa.create_engine(engine_url(url))
+    job_id = "0" * 31 + "1"
+    try:
+        md.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(jobs.insert().values(
+                id=job_id, run_uid="00000000-0000-4000-8000-000000000000", elements=["Ni"], method="tv",
+                params={"weight": 1e-5}, origin="api", status="succeeded", progress=1.0, stage="done",
+                created=1.0, started=2.0, finished=3.0, attempts=1, timings={"job_s": 1.0},
+                metrics={"Ni": {"residual": 0.01}}, result_uri=None, error=None, cancel_requested=False))
+    finally:
+        engine.dispose()
+    return job_id

@@ -6,14 +6,19 @@ bluesky runs written by TiledWriter whose start document carries the simulation'
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
-from _service_harness import (AUTH, FAST_TV, SMALL_SIM, ServiceProcess, service_config, start_tiled, wait_for,
-                              write_run)
+from _service_harness import (AUTH, FAST_TV, SMALL_SIM, TILED_KEY, ServiceProcess, create_old_jobs_database,
+                              service_config, start_tiled, wait_for, write_run)
+
+from nxsci.services import JobStore
 
 pytestmark = pytest.mark.slow
 
@@ -25,12 +30,16 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     raw = client["raw"]
     runs = {"sim": write_run(raw, simulation=SMALL_SIM),
             "slow": write_run(raw, simulation={"size": 48, "sampling": 0.3, "seed": 1}),
-            "plain": write_run(raw)}  # a run without XRF data
+            "plain": write_run(raw),  # a run without XRF data
+            # ~1-10 counts per pattern: the maps cannot be trusted, and the result says so
+            "dim": write_run(raw, simulation={**SMALL_SIM, "photons": 10})}
+    # the service opens a job database made by the first release (no 'warnings' column) and upgrades it
+    old_job = create_old_jobs_database(f"sqlite:///{tmp / 'jobs.db'}")
     # at most two queued jobs, so that the test of the full queue (429) stays small
     svc = ServiceProcess(tmp, tiled_uri=tiled.uri.split("?")[0],
                          config=service_config(tmp, limits={"max_queued": 2})).start()
     try:
-        yield {"svc": svc, "client": client, "raw": raw, "runs": runs, "tiled": tiled}
+        yield {"svc": svc, "client": client, "raw": raw, "runs": runs, "tiled": tiled, "old_job": old_job}
     finally:
         svc.stop_cleanly()
         tiled.close()
@@ -60,7 +69,7 @@ def test_reconstruction_lifecycle_and_result_in_tiled(env: dict[str, Any]) -> No
     assert body["status"] == "queued" and body["progress"] == 0.0 and body["run_uid"] == uid
     job = svc.wait_job(body["id"])
     assert job["status"] == "succeeded", job
-    assert job["progress"] == 1.0 and job["error"] is None
+    assert job["progress"] == 1.0 and job["error"] is None and job["warnings"] == []
     assert set(job["metrics"]) == {"Ni", "Co"}
     ni = job["metrics"]["Ni"]
     assert ni["residual"] < 0.05          # the maps explain the measurements
@@ -205,3 +214,146 @@ def test_cancel_failure_isolation_and_auto_trigger(env: dict[str, Any]) -> None:
     jobs = svc.get("/api/v1/reconstructions").json()["reconstructions"]
     assert [j["run_uid"] for j in jobs if j["origin"] == "auto"].count(auto_uid) == 1
     assert not any(j["run_uid"] == other_uid for j in jobs)
+
+
+def _recon_has_warnings() -> None:
+    from nxsci.recon import ReconResult
+
+    if "warnings" not in {f.name for f in dataclasses.fields(ReconResult)}:
+        pytest.fail("nxsci.recon.ReconResult has no 'warnings' field yet (recon/_results.py): the service passes "
+                    "a result's warnings on, but this recon produces none")
+
+
+def test_job_warnings_reach_the_job_the_result_and_the_dashboard(env: dict[str, Any]) -> None:
+    """A run with a few counts per pattern: its maps are flagged, and the flags travel with the job."""
+    _recon_has_warnings()
+    svc = env["svc"]
+    job = svc.wait_job(svc.submit({"run_uid": env["runs"]["dim"], **FAST_TV})["id"])
+    assert job["status"] == "succeeded", job
+    warnings = job["warnings"]
+    assert warnings and all(isinstance(w, str) for w in warnings), job
+    assert any(w.startswith("Mn: map not trustworthy") for w in warnings), warnings
+    listed = {j["id"]: j for j in svc.get("/api/v1/reconstructions").json()["reconstructions"]}
+    assert listed[job["id"]]["warnings"] == warnings
+    from tiled.client import from_uri
+
+    assert from_uri(job["result_uri"], api_key=TILED_KEY).metadata["warnings"] == warnings
+    assert "warningsHtml(job)" in svc.get("/").text  # the dashboard shows them next to the metrics
+
+
+def test_jobs_of_the_old_table_layout_are_served(env: dict[str, Any]) -> None:
+    job = env["svc"].job(env["old_job"])
+    assert job["status"] == "succeeded" and job["warnings"] == [] and job["metrics"] == {"Ni": {"residual": 0.01}}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_job_store_upgrades_the_old_table_and_keeps_warnings(request: pytest.FixtureRequest, tmp_path: Path,
+                                                             backend: str) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    old_id = create_old_jobs_database(url)
+    store = JobStore(url)
+    try:
+        assert store.get(old_id).warnings == []
+        job = store.create("some-run-uid-0001", elements=None, method="tv", params={})
+        assert store.update(job.id, warnings=["Mn: map not trustworthy: test"])
+    finally:
+        store.close()
+    again = JobStore(url)  # a second start finds the column there
+    try:
+        assert again.get(job.id).warnings == ["Mn: map not trustworthy: test"]
+        assert again.get(old_id).to_json()["warnings"] == []
+    finally:
+        again.close()
+
+
+EMBEDDED_LINE = re.compile(r"nxsci serve: embedded tiled at (?P<uri>http://127\.0\.0\.1:\d+/api/v1) "
+                           r"\(API key (?P<key>[0-9a-f]{32}); set NXSCI_TILED_API_KEY to choose it\): "
+                           r"NXSCI_TILED_API_KEY=(?P<key2>[0-9a-f]{32}) nxsci acquire --tiled (?P<uri2>\S+)")
+
+
+def test_embedded_tiled_prints_how_to_write_runs_into_it(tmp_path: Path) -> None:
+    """No --tiled and no NXSCI_TILED_API_KEY: the printed URI and key are enough to write a run the service
+    then reconstructs."""
+    cfg = service_config(tmp_path, auto_trigger={"enabled": False})
+    svc = ServiceProcess(tmp_path, tiled_uri=None, config=cfg, unset=("NXSCI_TILED_API_KEY",)).start()
+    try:
+        line = svc.output_line("nxsci serve: embedded tiled at ")
+        found = EMBEDDED_LINE.fullmatch(line)
+        assert found, line
+        uri, key = found["uri"], found["key"]
+        assert found["key2"] == key and found["uri2"] == uri
+        info = svc.get("/api/v1/info").json()
+        assert info["tiled_embedded"] is True and info["tiled_uri"] == uri
+        from tiled.client import from_uri
+
+        client = from_uri(uri, api_key=key)
+        uid = write_run(client["raw"], simulation=SMALL_SIM)
+        job = svc.wait_job(svc.submit({"run_uid": uid[:8], "elements": ["Ni"], **FAST_TV})["id"])
+        assert job["status"] == "succeeded" and job["run_uid"] == uid, job
+        assert from_uri(job["result_uri"], api_key=key).metadata["run_uid"] == uid
+    finally:
+        svc.stop_cleanly()
+
+
+def test_embedded_tiled_with_a_chosen_key_does_not_print_it(tmp_path: Path) -> None:
+    cfg = service_config(tmp_path, auto_trigger={"enabled": False})
+    svc = ServiceProcess(tmp_path, tiled_uri=None, config=cfg).start()  # NXSCI_TILED_API_KEY=TILED_KEY
+    try:
+        uri = svc.get("/api/v1/info").json()["tiled_uri"]
+        line = svc.output_line("nxsci serve: embedded tiled at ")
+        assert line == (f"nxsci serve: embedded tiled at {uri} (API key: the NXSCI_TILED_API_KEY value, not "
+                        f"printed): NXSCI_TILED_API_KEY=<that key> nxsci acquire --tiled {uri}")
+        assert TILED_KEY not in svc.log_path.read_text()
+    finally:
+        svc.stop_cleanly()
+
+
+def test_the_schema_documents_every_answer_and_405_names_all_methods(env: dict[str, Any]) -> None:
+    """What the fuzzer held the service to: every status a route answers is in /openapi.json with the body it
+    has, the API key is a declared security scheme, and a 405 lists every method of the path."""
+    svc = env["svc"]
+    schema = svc.get("/openapi.json").json()
+    post = schema["paths"]["/api/v1/reconstructions"]["post"]
+    assert {"201", "401", "404", "411", "413", "422", "429", "503"} <= set(post["responses"])
+    assert post["responses"]["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    assert post["security"] == [{"Apikey": []}]
+    assert schema["components"]["securitySchemes"]["Apikey"] == {
+        "type": "apiKey", "in": "header", "name": "Authorization",
+        "description": "'Apikey <NXSCI_API_KEY>'; needed by POST and DELETE"}
+    png = schema["paths"]["/api/v1/reconstructions/{job_id}/maps/{element}.png"]["get"]["responses"]
+    assert set(png["200"]["content"]) == {"image/png"} and {"404", "409"} <= set(png)
+    job = schema["paths"]["/api/v1/reconstructions/{job_id}"]
+    assert "404" in job["get"]["responses"] and {"401", "404", "409"} <= set(job["delete"]["responses"])
+
+    r = httpx.request("OPTIONS", f"{svc.url}/api/v1/reconstructions/{env['old_job']}")
+    assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET", r.headers
+    r = svc.get("/api/v1/reconstructions", params={"status": "finished"})
+    assert r.status_code == 422 and "status" in r.json()["detail"] and "'succeeded'" in r.json()["detail"], r.text
+    for body in (b"\xff", b"\xc3"):  # not UTF-8: malformed JSON like any other (FastAPI alone says 400)
+        r = svc.post("/api/v1/reconstructions", content=body, json=None,
+                     headers={**AUTH, "content-type": "application/json"})
+        assert r.status_code == 422 and r.json() == {"detail": "body: not valid JSON (the bytes are not UTF-8 text)"}
+
+
+def test_a_long_solve_reports_progress_that_follows_its_steps(env: dict[str, Any]) -> None:
+    """A user watching a job: at step k of n its progress is about k/n (the solve fills most of the range:
+    loading a run takes seconds, a solve up to hours) and the stage says how long is left."""
+    svc = env["svc"]
+    job_id = svc.submit({"run_uid": env["runs"]["sim"], "elements": ["Mn"], "method": "siren-paper",
+                         "params": {"steps": 300, "width": 512, "depth": 3, "warm_start": "none"}})["id"]
+    seen: list[tuple[int, float, str]] = []
+
+    def sample() -> bool:
+        job = svc.get(f"/api/v1/reconstructions/{job_id}").json()
+        found = re.search(r"step (\d+)/300", job["stage"] or "")
+        if found and job["status"] == "running":
+            seen.append((int(found.group(1)), float(job["progress"]), job["stage"]))
+        return job["status"] in ("succeeded", "failed", "cancelled")
+
+    wait_for(sample, 300, "the siren-paper job", interval=0.2)
+    assert svc.get(f"/api/v1/reconstructions/{job_id}").json()["status"] == "succeeded"
+    assert len(seen) >= 3, seen
+    for step, progress, _ in seen:
+        assert abs(progress - step / 300) < 0.12, (step, progress)
+    assert all(b[1] >= a[1] for a, b in zip(seen, seen[1:]))  # never backwards
+    assert any("left" in stage for step, _, stage in seen if step >= 150), seen[-3:]  # ~10 s solve: 5 s in

@@ -7,33 +7,14 @@ Against a real `nxsci serve` and tiled server, with the job store in SQLite and 
 from __future__ import annotations
 
 import signal
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from _service_harness import FAST_TV, SMALL_SIM, ServiceProcess, service_config, start_tiled, write_run
-from conftest import require_service
 
 from nxsci.services import JobStore
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    import psycopg
-
-    name = f"nxsci_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
