@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 EXIT_USAGE = 2
 
@@ -66,6 +69,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                   f"rank {info['rank']}" if "rank" in info else "")
         metr = "  ".join(f"{k} {v:.4g}" for k, v in result.metrics[element].items())
         print(f"  {element}: {result.timings[f'{element}_s']:.2f} s  {chosen}  {metr}")
+    for warning in getattr(result, "warnings", []):  # next to the numbers it qualifies
+        print(f"  WARNING {warning}")
     print(f"wrote {path}")
     return 0
 
@@ -101,12 +106,15 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from nxsci.demo import run_demo, run_recon_demo
+    from nxsci.services import display_to_stderr
 
     demo = run_recon_demo if args.offline else run_demo
-    report = demo(Path(args.output), size=args.size, sampling=args.sampling, seed=args.seed, method=args.method)
+    answer = sys.stdout  # the summary JSON; what the stages print goes to stderr
+    with display_to_stderr():
+        report = demo(Path(args.output), size=args.size, sampling=args.sampling, seed=args.seed, method=args.method)
     print(json.dumps({"psnr": report["psnr"], "mean_dependence": report["mean_dependence"],
-                      "invertibility": report["invertibility"]}, indent=2))
-    print(f"wrote {args.output}/report.json and {args.output}/report.png")
+                      "invertibility": report["invertibility"]}, indent=2), file=answer)
+    print(f"wrote {args.output}/report.json and {args.output}/report.png", file=sys.stderr)
     return 0
 
 
@@ -140,29 +148,51 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_acquire(args: argparse.Namespace) -> int:
-    from nxsci.plans import calibrate_patterns, nxsci_scan
-    from nxsci.services import build_session
+def _acquire_plan(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The plan ``nxsci acquire`` runs and its arguments."""
+    common = {"num_patterns": args.num_patterns, "exposure": args.exposure, "num_darks": args.num_darks,
+              "seed": args.seed, "travel_mm": args.travel_mm}
+    if args.calibrate:
+        given = [flag for flag, value in (("--sample", args.sample), ("--elements", args.elements),
+                                          ("--energy-kev", args.energy_kev)) if value is not None]
+        if given:
+            raise ValueError(f"--calibrate records the patterns without the sample: {', '.join(given)} "
+                             f"do not apply (give them to the scan that uses the library)")
+        return "calibrate_patterns", common
+    return "nxsci_scan", {**common, "pattern_library": args.pattern_library, "sample": args.sample,
+                          "elements": _elements(args.elements), "energy_keV": args.energy_kev}
 
-    session = build_session(mode=args.mode, config=args.config, tiled_uri=args.tiled, progress=not args.quiet)
-    try:
-        if args.calibrate:
-            plan = calibrate_patterns(args.num_patterns, exposure=args.exposure, num_darks=args.num_darks,
-                                      seed=args.seed, travel_mm=args.travel_mm)
-        else:
-            plan = nxsci_scan(args.num_patterns, exposure=args.exposure, num_darks=args.num_darks, seed=args.seed,
-                              travel_mm=args.travel_mm, pattern_library=args.pattern_library, sample=args.sample,
-                              elements=_elements(args.elements), energy_keV=args.energy_kev)
-        uids = session.RE(plan)
-        location = session.catalog.location if session.catalog else ""
-    finally:
-        session.close()
-    if not uids:
+
+def cmd_acquire(args: argparse.Namespace) -> int:
+    from nxsci.plans import RunEngine, calibrate_patterns, check_plan_arguments, nxsci_scan
+    from nxsci.services import EventCounter, build_session, display_to_stderr, run_plan_interruptibly
+
+    name, kwargs = _acquire_plan(args)
+    answer = sys.stdout  # the run uid, and nothing else: everything shown while acquiring goes to stderr
+    with display_to_stderr():
+        # no bluesky SIGINT handler (it only pauses): Ctrl-C / SIGTERM abort the run cleanly instead
+        session = build_session(mode=args.mode, config=args.config, tiled_uri=args.tiled, progress=not args.quiet,
+                                run_engine=RunEngine({}, context_managers=[]))
+        try:
+            check_plan_arguments(name, **kwargs)  # every argument checked before a run opens
+            counter = EventCounter()
+            session.RE.subscribe(counter)
+            plan = (calibrate_patterns if name == "calibrate_patterns" else nxsci_scan)(**kwargs)
+            outcome = run_plan_interruptibly(session.RE, plan)
+            location = session.catalog.location if session.catalog else ""
+        finally:
+            session.close()
+    if not outcome.uids:
         print("nxsci acquire: no run was recorded", file=sys.stderr)
-        return 1
-    print(f"run written to {location}", file=sys.stderr)
-    print(uids[-1])
-    return 0
+        return outcome.exit_code or 1
+    uid = outcome.uids[-1]
+    if outcome.aborted_by:
+        print(f"nxsci acquire: {outcome.aborted_by}: run {uid} aborted after {counter.done} of {counter.planned} "
+              f"configurations; what was recorded is kept in {location} (exit_status 'abort')", file=sys.stderr)
+    else:
+        print(f"run written to {location}", file=sys.stderr)
+    print(uid, file=answer, flush=True)
+    return outcome.exit_code
 
 
 def cmd_tiled(args: argparse.Namespace) -> int:
@@ -198,9 +228,34 @@ def cmd_shell(args: argparse.Namespace) -> int:
                        code=args.command_code)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line (``nxsci acquire: error: ...``) and exit status 2, like every
+    other user error of the command line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive(kind: type) -> Any:
+    """An argparse type: a finite number of ``kind`` above zero (a count or a time), refused in one line."""
+    noun = "integer" if kind is int else "number"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {noun}, got '{text}'") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a positive {noun}, got '{text}'")
+        return value
+
+    parse.__name__ = f"positive {noun}"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nxsci", description="X-ray structured-illumination chemical imaging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="nxsci", description="X-ray structured-illumination chemical imaging")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("simulate", help="write a simulated interchange dataset")
     p.add_argument("-o", "--output", required=True)
@@ -248,13 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("acquire", help="run nxsci_scan on the beamline; prints the run uid on its last line")
     p.add_argument("--mode", choices=["sim", "epics"], default=None, help="default: NXSCI_BEAMLINE_MODE or sim")
     p.add_argument("--config", default=None, help="beamline configuration YAML (default: the shipped sim.yaml)")
-    p.add_argument("--num-patterns", type=int, default=None, help="illumination configurations to draw")
-    p.add_argument("--exposure", type=float, default=0.5, help="seconds per frame and spectrum")
-    p.add_argument("--num-darks", type=int, default=4)
+    p.add_argument("--num-patterns", type=_positive(int), default=None, help="illumination configurations to draw")
+    p.add_argument("--exposure", type=_positive(float), default=0.5, help="seconds per frame and spectrum")
+    p.add_argument("--num-darks", type=_positive(int), default=4)
     p.add_argument("--seed", type=int, default=0, help="seed of the drawn diffuser schedule")
-    p.add_argument("--travel-mm", type=float, default=1.0, help="diffuser travel of the drawn schedule")
-    p.add_argument("--pattern-library", default=None, help="uid of a calibrate_patterns run to reuse")
-    p.add_argument("--calibrate", action="store_true", help="run calibrate_patterns (patterns only) instead")
+    p.add_argument("--travel-mm", type=_positive(float), default=1.0, help="diffuser travel of the drawn schedule")
+    library = p.add_mutually_exclusive_group()
+    library.add_argument("--pattern-library", default=None, help="uid of a calibrate_patterns run to reuse")
+    library.add_argument("--calibrate", action="store_true", help="run calibrate_patterns (patterns only) instead")
     p.add_argument("--sample", default=None, help="sample name (required on a real beamline)")
     p.add_argument("--elements", default=None, help="comma-separated elements to image, e.g. Mn,Co,Ni "
                                                     "(required on a real beamline)")
@@ -318,8 +374,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nxsci {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"nxsci {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `nxsci methods | head`: the reader left; no traceback, no second error at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 
 def _report_figure(ds: Any, result: Any, path: Path) -> None:
@@ -68,6 +67,7 @@ def run_recon_demo(outdir: Path, *, size: int = 64, sampling: float = 0.15, seed
     _report_figure(ds, result, outdir / "report.png")
     report: dict[str, Any] = {
         "method": result.method,
+        "warnings": list(getattr(result, "warnings", [])),
         "psnr": {el: round(result.metrics[el]["psnr"], 2) for el in result.elements},
         "ssim": {el: round(result.metrics[el]["ssim"], 4) for el in result.elements},
         "frc_px": {el: round(result.metrics[el]["frc_px"], 2) for el in result.elements},
@@ -152,6 +152,7 @@ def run_demo(outdir: Path, *, size: int = 64, sampling: float = 0.15, seed: int 
         "pattern_library_uid": library_uid,
         "catalog": str(outdir / "catalog"),
         "method": result.method,
+        "warnings": list(getattr(result, "warnings", [])),
         "psnr": {el: round(result.metrics[el]["psnr"], 2) for el in scored},
         "ssim": {el: round(result.metrics[el]["ssim"], 4) for el in scored},
         "frc_px": {el: round(result.metrics[el]["frc_px"], 2) for el in scored},

@@ -10,6 +10,8 @@ from bluesky.utils import MsgGenerator
 
 from nxsci.devices import Beamline
 
+from nxsci.recon import NxsciError, k_lines
+
 from ._context import PlanError
 
 __all__ = ["sample_metadata", "resolve_elements", "resolve_energy", "mca_calibration", "beamline_metadata",
@@ -27,11 +29,14 @@ STREAMS: dict[str, str] = {
 
 
 def sample_metadata(beamline: Beamline, sample: str | None) -> dict[str, Any]:
-    """The sample: its name (given, or the simulated phantom's), and the simulation's sample settings."""
+    """The sample: its name (given, or the simulated phantom's), and the simulation's sample settings
+    (``elements``: those the simulated sample contains, the order of its ``truth_maps`` and ``truth_counts``)."""
     out: dict[str, Any] = {}
     if beamline.mode == "sim":
         sim = beamline.config.simulation.sample
         out.update(simulated=True, phantom=sim.phantom, seed=sim.seed, name=sim.phantom)
+        if beamline.model is not None:
+            out["elements"] = list(beamline.model.elements)
     if sample is not None:
         out["name"] = str(sample)
     if "name" not in out:
@@ -39,16 +44,29 @@ def sample_metadata(beamline: Beamline, sample: str | None) -> dict[str, Any]:
     return out
 
 
-def resolve_elements(beamline: Beamline, elements: Sequence[str] | None) -> list[str]:
-    """Elements to fit: given, or (simulated beamline) those of the simulated sample."""
-    if elements is not None:
-        chosen = [str(e).strip() for e in elements if str(e).strip()]
-        if not chosen:
-            raise PlanError("elements: give at least one element symbol, e.g. ['Mn', 'Co', 'Ni']")
-        return chosen
-    if beamline.model is not None:
-        return list(beamline.model.elements)
-    raise PlanError("elements: name the elements to image (e.g. elements=['Mn', 'Co', 'Ni'])")
+def resolve_elements(beamline: Beamline, elements: Sequence[str] | None, energy_keV: float) -> list[str]:
+    """Elements to fit: given, or (simulated beamline) those of the simulated sample. Each must be an element
+    whose K lines ``energy_keV`` excites (the XRF fit fits K groups), named once: a run with an element the
+    fit cannot use would only fail when it is reconstructed."""
+    if isinstance(elements, str):
+        raise PlanError(f"elements must be a list of element symbols (e.g. ['Mn', 'Co']), got the string "
+                        f"{elements!r}")
+    if elements is None:
+        if beamline.model is not None:
+            return list(beamline.model.elements)
+        raise PlanError("elements: name the elements to image (e.g. elements=['Mn', 'Co', 'Ni'])")
+    chosen = [str(e).strip() for e in elements if str(e).strip()]
+    if not chosen:
+        raise PlanError("elements: give at least one element symbol, e.g. ['Mn', 'Co', 'Ni']")
+    repeated = sorted({e for e in chosen if chosen.count(e) > 1})
+    if repeated:
+        raise PlanError(f"elements: {', '.join(repeated)} named more than once")
+    for element in chosen:
+        try:
+            k_lines(element, energy_keV)
+        except NxsciError as exc:
+            raise PlanError(f"elements: {exc}") from None
+    return chosen
 
 
 def resolve_energy(beamline: Beamline, energy_keV: float | None) -> float:

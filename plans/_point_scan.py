@@ -128,10 +128,11 @@ def xrf_point_scan(num_points: int = 16, *, step_um: float | None = None, dwell:
     row, column = (IndexSignal(n) for n in ("grid_row", "grid_column"))
     plan_args = {"num_points": num_points, "step_um": step_um, "dwell": dwell, "sample": sample,
                  "elements": elements, "energy_keV": energy_keV}
+    energy = resolve_energy(bl, energy_keV)
     start = merge_md({
         "plan_name": "xrf_point_scan", "plan_args": plan_args, "detectors": ["pencil"],
         "motors": ["sample_stage"], "sample": sample_metadata(bl, sample),
-        "energy_keV": resolve_energy(bl, energy_keV), "elements": resolve_elements(bl, elements),
+        "energy_keV": energy, "elements": resolve_elements(bl, elements, energy),
         "dwell": float(dwell), "exposure": float(dwell), "num_points": num_points * num_points,
         "grid": {"shape": [num_points, num_points], "step_um": step, "step_px": step / pixel_um,
                  "beam_px": list(probe.spot), "pixel_um": pixel_um},

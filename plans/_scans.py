@@ -11,6 +11,7 @@ Streams (see :data:`STREAMS`): ``dark`` (shutter closed, at the start), ``patter
 """
 
 # no `from __future__ import annotations`: the queue server reads these plans' annotations as types
+import dataclasses
 from typing import Any
 
 import bluesky.preprocessors as bpp
@@ -26,7 +27,7 @@ from ._readers import DeviceReadings, IndexSignal, InlineFrames, SimTruth, SimTr
 from ._schedule import DIFFUSER_AXES, check_configurations, draw_schedule, resolve_axis
 from ._stubs import acquire, move, move_sample, move_to_configuration, set_exposure, take_darks
 
-__all__ = ["nxsci_scan", "calibrate_patterns"]
+__all__ = ["nxsci_scan", "calibrate_patterns", "check_plan_arguments"]
 
 _MOTORS = ("diffuser1", "diffuser2", "condenser", "pinhole", "zone_plate", "sample_stage")
 #: what a sample-in event records of the Vortex (its full read() adds ROI sums and duplicate times)
@@ -83,21 +84,76 @@ def _library(bl_lookup: Any, uid: str, num_patterns: int | None,
     return library
 
 
-def _common_md(bl: Beamline, plan_name: str, plan_args: dict[str, Any], configurations: list[dict[str, float]],
-               exposure: float, sample: str | None, elements: list[str] | None, energy_keV: float | None,
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """What a scan's arguments resolve to, every check passed, before any message is yielded."""
+
+    schedule: list[dict[str, float]]
+    optics: dict[str, float]
+    library: PatternLibrary | None = None
+    sample: dict[str, Any] | None = None
+    elements: list[str] | None = None
+    energy_keV: float | None = None
+
+
+def _setup_scan(num_patterns: int | None = None, *, configurations: list[dict[str, float]] | None = None,
+                exposure: float = 0.5, num_darks: int = 4, seed: int = 0, travel_mm: float = 1.0,
+                optics: dict[str, float] | None = None, pattern_library: str | None = None,
+                sample: str | None = None, elements: list[str] | None = None, energy_keV: float | None = None
+                ) -> _Setup:
+    context = current_context()
+    bl = context.beamline
+    _check_common(exposure, num_darks)
+    library = None
+    if pattern_library is not None:
+        library = _library(context.pattern_library, str(pattern_library), num_patterns, configurations)
+        schedule = check_configurations(bl, library.configurations)
+    else:
+        schedule = _schedule(bl, num_patterns, configurations, seed, travel_mm)
+    sample_md = sample_metadata(bl, sample)
+    energy = resolve_energy(bl, energy_keV)
+    return _Setup(schedule=schedule, optics=check_configurations(bl, [optics])[0] if optics else {},
+                  library=library, sample=sample_md, elements=resolve_elements(bl, elements, energy),
+                  energy_keV=energy)
+
+
+def _setup_calibration(num_patterns: int | None = None, *, configurations: list[dict[str, float]] | None = None,
+                       exposure: float = 0.5, num_darks: int = 4, seed: int = 0, travel_mm: float = 1.0,
+                       optics: dict[str, float] | None = None) -> _Setup:
+    bl = current_context().beamline
+    _check_common(exposure, num_darks)
+    return _Setup(schedule=_schedule(bl, num_patterns, configurations, seed, travel_mm),
+                  optics=check_configurations(bl, [optics])[0] if optics else {})
+
+
+def check_plan_arguments(plan_name: str, *args: Any, **kwargs: Any) -> None:
+    """Every check ``plan_name`` (``nxsci_scan`` or ``calibrate_patterns``) makes before it opens a run,
+    without running it: a command line or a service can refuse bad arguments (:class:`PlanError`) before a
+    RunEngine starts, so nothing is logged as an aborted run."""
+    setups = {"nxsci_scan": _setup_scan, "calibrate_patterns": _setup_calibration}
+    if plan_name not in setups:
+        raise PlanError(f"unknown plan '{plan_name}': checks exist for {', '.join(setups)}")
+    kwargs.pop("md", None)
+    try:
+        setups[plan_name](*args, **kwargs)
+    except TypeError as exc:  # an unknown keyword or a missing argument
+        raise PlanError(f"{plan_name}: {exc}") from None
+
+
+def _common_md(bl: Beamline, plan_name: str, plan_args: dict[str, Any], setup: _Setup, exposure: float,
                calibration: dict[str, float]) -> dict[str, Any]:
     return {
         "plan_name": plan_name,
         "plan_args": plan_args,
         "detectors": ["camera", "vortex"],
         "motors": ["diffuser1", "diffuser2"],
-        "sample": sample_metadata(bl, sample),
-        "energy_keV": resolve_energy(bl, energy_keV),
-        "elements": resolve_elements(bl, elements),
+        "sample": setup.sample,
+        "energy_keV": setup.energy_keV,
+        "elements": setup.elements,
         "exposure": float(exposure),
-        "configurations": configurations,
-        "num_points": len(configurations),
-        "num_intervals": len(configurations) - 1,
+        "configurations": setup.schedule,
+        "num_points": len(setup.schedule),
+        "num_intervals": len(setup.schedule) - 1,
         "mca": calibration,
         "beamline": beamline_metadata(bl),
         "streams": STREAMS,
@@ -133,23 +189,15 @@ def nxsci_scan(num_patterns: int | None = None, *, configurations: list[dict[str
     md
         Extra start-document metadata.
     """
-    context = current_context()
-    bl = context.beamline
-    _check_common(exposure, num_darks)
     plan_args = {"num_patterns": num_patterns, "configurations": configurations, "exposure": exposure,
                  "num_darks": num_darks, "seed": seed, "travel_mm": travel_mm, "optics": optics,
                  "pattern_library": pattern_library, "sample": sample, "elements": elements,
                  "energy_keV": energy_keV}
-    library = None
-    if pattern_library is not None:
-        library = _library(context.pattern_library, str(pattern_library), num_patterns, configurations)
-        schedule = check_configurations(bl, library.configurations)
-    else:
-        schedule = _schedule(bl, num_patterns, configurations, seed, travel_mm)
-    optics_config = check_configurations(bl, [optics])[0] if optics else {}
+    setup = _setup_scan(**plan_args)
+    bl = current_context().beamline
+    library, schedule, optics_config = setup.library, setup.schedule, setup.optics
     calibration = yield from mca_calibration(bl)
-    start = merge_md(_common_md(bl, "nxsci_scan", plan_args, schedule, exposure, sample, elements, energy_keV,
-                                calibration), {
+    start = merge_md(_common_md(bl, "nxsci_scan", plan_args, setup, exposure, calibration), {
         "pattern_library": library.uid if library is not None else None,
         "pattern_library_exposure": library.exposure if library is not None else None,
         "optics": optics_config,
@@ -204,13 +252,11 @@ def calibrate_patterns(num_patterns: int | None = None, *, configurations: list[
                        ) -> MsgGenerator[None]:
     """System calibration: the illumination patterns alone (sample out), to be reused by
     ``nxsci_scan(pattern_library=<this run's uid>)``. Parameters as :func:`nxsci_scan`."""
-    context = current_context()
-    bl = context.beamline
-    _check_common(exposure, num_darks)
     plan_args = {"num_patterns": num_patterns, "configurations": configurations, "exposure": exposure,
                  "num_darks": num_darks, "seed": seed, "travel_mm": travel_mm, "optics": optics}
-    schedule = _schedule(bl, num_patterns, configurations, seed, travel_mm)
-    optics_config = check_configurations(bl, [optics])[0] if optics else {}
+    setup = _setup_calibration(**plan_args)
+    bl = current_context().beamline
+    schedule, optics_config = setup.schedule, setup.optics
     calibration = yield from mca_calibration(bl)
     base = {
         "plan_name": "calibrate_patterns", "plan_args": plan_args, "detectors": ["camera"],

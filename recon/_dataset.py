@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ._errors import DatasetError, OutputExistsError, UnknownElementError
+from ._errors import DatasetError, OutputError, OutputExistsError, UnknownElementError
 
 FORMAT_VERSION = "1"
 
@@ -294,11 +295,21 @@ def load_dataset(path: str | os.PathLike[str]) -> Dataset:
 
 
 def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Refuse to clobber an existing file unless asked; make parent directories."""
+    """Refuse to clobber an existing file unless asked, and find out now (not after hours of work) whether
+    the file can be written there at all. Directories are not made: a mistyped directory is an error."""
     p = Path(path)
+    if p.is_dir():
+        raise OutputError(f"{p} is a directory; name the output file (e.g. {p / 'maps.h5'})")
     if p.exists() and not overwrite:
         raise OutputExistsError(f"{p} exists; pass overwrite=True (--overwrite) to replace it")
-    p.parent.mkdir(parents=True, exist_ok=True)
+    parent = p.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {p}: directory {parent} does not exist (create it first)")
+    try:  # the only reliable test (root, read-only mounts, /proc): create a file there
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{p.name}.probe-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write {p}: {exc.strerror or exc}") from None
     return p
 
 
@@ -306,9 +317,12 @@ def atomic_h5_write(path: Path, writer: Any) -> None:
     """Write through a temporary file then rename, so a failure never leaves a half-written output."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with h5py.File(tmp, "w") as f:
-            writer(f)
-        os.replace(tmp, path)
+        try:
+            with h5py.File(tmp, "w") as f:
+                writer(f)
+            os.replace(tmp, path)
+        except OSError as exc:  # disk full, permissions changed meanwhile: say so, keep the rest intact
+            raise OutputError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -6,7 +6,7 @@ clear message (exit status 2, HTTP 4xx) instead of a traceback.
 
 from __future__ import annotations
 
-__all__ = ["NxsciError", "DatasetError", "UnknownElementError", "OutputExistsError", "SolverError"]
+__all__ = ["NxsciError", "DatasetError", "UnknownElementError", "OutputExistsError", "OutputError", "SolverError"]
 
 
 class NxsciError(Exception):
@@ -26,6 +26,10 @@ class UnknownElementError(DatasetError, KeyError):
 
 class OutputExistsError(NxsciError, FileExistsError):
     """Refusing to write over an existing file without ``overwrite=True``."""
+
+
+class OutputError(NxsciError, OSError):
+    """An output cannot be written where it was asked for (no such directory, no permission, read-only)."""
 
 
 class SolverError(NxsciError, RuntimeError):

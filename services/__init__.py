@@ -8,6 +8,7 @@ reconstructions.
 
 # -- runs into tiled, run -> dataset pipeline, sessions (issue 5)
 from ._export import *  # noqa: F403
+from ._interrupts import *  # noqa: F403
 from ._pipeline import *  # noqa: F403
 from ._point_scan import *  # noqa: F403
 from ._progress import *  # noqa: F403
@@ -17,9 +18,10 @@ from ._session import *  # noqa: F403
 from ._settings import *  # noqa: F403
 from ._tiled import *  # noqa: F403
 from ._xrf_fit import *  # noqa: F403
-from . import _export, _pipeline, _point_scan, _progress, _runs, _server, _session, _settings, _tiled, _xrf_fit
+from . import _export, _interrupts, _pipeline, _point_scan, _progress, _runs, _server, _session, _settings, _tiled, \
+    _xrf_fit
 
-__all__ = sorted({n for m in (_export, _pipeline, _point_scan, _progress, _runs, _server, _session, _settings, _tiled,
+__all__ = sorted({n for m in (_export, _interrupts, _pipeline, _point_scan, _progress, _runs, _server, _session, _settings, _tiled,
                               _xrf_fit) for n in m.__all__})
 
 # -- reconstruction service (issue 6): settings, job store, executors, REST app

@@ -28,7 +28,7 @@ from scipy import ndimage
 
 from nxsci.recon import Dataset, register_patterns
 
-from ._runs import NxsciRun, read_nxsci_run
+from ._runs import NxsciRun, read_nxsci_run, take_rows, truth_rows
 from ._settings import TiledSettings
 from ._tiled import RUNS_SPEC, RunCatalog, open_catalog, runs_container
 from ._xrf_fit import XrfFitSettings, fit_run_spectra
@@ -130,9 +130,14 @@ def nxsci_run_to_dataset(raw: NxsciRun, settings: PipelineSettings | None = None
     if raw.truth_shifts is not None:
         origin = raw.truth_shifts.mean(axis=0)  # the dataset frame: the mean sample position
         truth_shifts = raw.truth_shifts - origin
-        metadata["truth_counts"] = raw.truth_counts  # type: ignore[assignment]
-        if raw.truth_maps is not None and raw.truth_signal_scale is not None and fit.elements == raw.elements:
-            scaled = raw.truth_maps * raw.truth_signal_scale[:, None, None]
+        rows = truth_rows(raw.start, fit.elements, len(raw.truth_counts[0]) if raw.truth_counts is not None else 0)
+        if rows is None:
+            logger.warning("run %s: its simulated truth does not say which elements it holds; the dataset "
+                           "carries none", raw.uid)
+        if rows is not None and raw.truth_counts is not None:
+            metadata["truth_counts"] = take_rows(raw.truth_counts.T, rows).T
+        if rows is not None and raw.truth_maps is not None and raw.truth_signal_scale is not None:
+            scaled = take_rows(raw.truth_maps * raw.truth_signal_scale[:, None, None], rows)
             truth_maps = np.stack([ndimage.shift(m, origin, order=1, mode="constant") for m in scaled])
     report = PipelineReport(
         run_uid=raw.uid, num_configurations=int(len(raw.config_indices)),

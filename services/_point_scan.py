@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._runs import read_stream
+from ._runs import read_stream, take_rows, truth_rows
 from ._tiled import CatalogError, RunCatalog, open_catalog
 from ._xrf_fit import XrfFitSettings, fit_run_spectra
 
@@ -55,7 +55,10 @@ def _maps(run: Any, uid: str, settings: XrfFitSettings | None) -> PointScanMaps:
     sigma = (fit.sigma * factor).T.reshape(shape)[:, ::-1, ::-1]
     truth = None
     if "pencil_truth_counts" in stream.arrays:
-        truth = (stream.arrays["pencil_truth_counts"][order] * factor).T.reshape(shape)[:, ::-1, ::-1]
+        counts = stream.arrays["pencil_truth_counts"][order] * factor
+        rows_of = truth_rows(start, fit.elements, counts.shape[1])
+        if rows_of is not None:
+            truth = take_rows(counts.T, rows_of).reshape(shape)[:, ::-1, ::-1]
     grid = start["grid"]
     offsets = (np.arange(n_rows) - (n_rows - 1) / 2) * float(grid["step_px"])
     rows_px = (float(grid["beam_px"][0]) - offsets)[::-1]

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from ._dataset_source import UnknownRunError, find_run
 from ._tiled import CatalogError
 
-__all__ = ["StreamData", "read_stream", "NxsciRun", "read_nxsci_run"]
+__all__ = ["StreamData", "read_stream", "NxsciRun", "read_nxsci_run", "truth_rows", "take_rows"]
 
 
 @dataclasses.dataclass
@@ -95,6 +96,26 @@ class NxsciRun:
         return [str(e) for e in self.start["elements"]]
 
 
+def truth_rows(start: Mapping[str, Any], elements: Sequence[str], stored: int) -> list[int | None] | None:
+    """Where each of ``elements`` sits in a simulated run's truth arrays (``truth_maps``, ``truth_counts``, of
+    ``stored`` elements), or None where the simulated sample has none of it (its true map is zero).
+
+    The simulated sample names its elements in the start document (``sample.elements``); runs recorded before
+    that hold truth in the run's own element order. None when neither tells."""
+    names = (start.get("sample") or {}).get("elements")
+    if names is None:
+        names = list(start.get("elements") or [])
+        if len(names) != stored or list(elements) != names:
+            return None
+    names = [str(e) for e in names]
+    return [names.index(e) if e in names else None for e in elements]
+
+
+def take_rows(stack: np.ndarray, rows: Sequence[int | None]) -> np.ndarray:
+    """``stack[rows]`` along the first axis, zeros for ``None`` (an element the simulated sample lacks)."""
+    return np.stack([stack[r] if r is not None else np.zeros_like(stack[0]) for r in rows])
+
+
 def _mean_dark(run: Any, uid: str) -> np.ndarray:
     dark = read_stream(run, "dark", ["camera_image"]).arrays["camera_image"]
     if dark.ndim != 3 or len(dark) == 0:
@@ -105,8 +126,8 @@ def _mean_dark(run: Any, uid: str) -> np.ndarray:
 def read_nxsci_run(runs: Any, uid: str) -> NxsciRun:
     """Everything the pipeline needs from run ``uid`` (and its pattern library, if it used one)."""
     try:
-        run = runs[uid]
-    except KeyError:
+        run = find_run(runs, uid)[1]
+    except UnknownRunError:
         raise CatalogError(f"no run '{uid}' in the catalog") from None
     start: Mapping[str, Any] = run.metadata["start"]
     stop: Mapping[str, Any] = run.metadata.get("stop") or {}
@@ -120,8 +141,8 @@ def read_nxsci_run(runs: Any, uid: str) -> NxsciRun:
     library_uid = start.get("pattern_library")
     if library_uid:
         try:
-            library = runs[library_uid]
-        except KeyError:
+            library = find_run(runs, str(library_uid))[1]
+        except UnknownRunError:
             raise CatalogError(f"run {uid} uses pattern library {library_uid}, which is not in the catalog") from None
         pattern_stream = read_stream(library, "pattern", ["camera_image"])
         pattern_dark = _mean_dark(library, str(library_uid))

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ._catalog_lock import CatalogLock, lock_catalog
 from ._settings import TiledSettings
 from ._tiled import CatalogError, _quiet_tiled_imports, build_tiled_app
 
@@ -28,12 +29,22 @@ class TiledServer:
         self.uri: str | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._lock: CatalogLock | None = None
 
     def start(self, timeout: float = 120.0) -> str:
+        """Take the catalog (one process at a time on its local files), then serve it."""
+        _quiet_tiled_imports()
+        self._lock = lock_catalog(self.settings, holder="nxsci tiled")
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> str:
         import httpx
         import uvicorn
 
-        _quiet_tiled_imports()
         app = build_tiled_app(self.settings, api_key=self.api_key)
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", access_log=False,
                                 loop="asyncio")
@@ -65,6 +76,8 @@ class TiledServer:
                     raise CatalogError(f"the tiled server at {uri} did not become ready within {timeout:.0f} s")
                 time.sleep(0.05)
         self.uri = uri
+        if self._lock is not None:
+            self._lock.describe("nxsci tiled", uri)  # a second process is told where to write instead
         return uri
 
     def stop(self) -> None:
@@ -73,6 +86,9 @@ class TiledServer:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self._server = self._thread = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> TiledServer:
         self.start()

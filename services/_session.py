@@ -68,7 +68,8 @@ def build_session(*, mode: str | None = None, config: str | Path | None = None, 
                   run_engine: RunEngine | None = None) -> Session:
     """Build the beamline (``sim`` or ``epics``, from the config), a RunEngine subscribed to tiled
     (``tiled_uri``, else ``NXSCI_TILED_URI``, else the embedded catalog; ``tiled=False``: no catalog),
-    and register the beamline for the plans. ``progress`` adds progress bars for moves and scans."""
+    and register the beamline for the plans. ``progress`` adds progress bars for moves and scans (plain
+    lines now and then when the output is not a terminal)."""
     bsettings = beamline_settings or BeamlineSettings()
     tsettings = tiled_settings or TiledSettings()
     cfg = load_config(config if config is not None else bsettings.beamline_config)
@@ -81,11 +82,14 @@ def build_session(*, mode: str | None = None, config: str | Path | None = None, 
             RE.subscribe(catalog.writer())
         use_beamline(beamline, pattern_library=pattern_library_lookup(catalog) if catalog is not None else None)
         if progress:
+            import sys
+
             from bluesky.utils import ProgressBarManager
 
-            from ._progress import ScanProgress
+            from ._progress import ScanProgress, is_terminal
 
-            RE.waiting_hook = ProgressBarManager()
+            if is_terminal(sys.stdout):  # bluesky's status bars redraw themselves: only on a terminal
+                RE.waiting_hook = ProgressBarManager()
             RE.subscribe(ScanProgress())
     except BaseException:
         if catalog is not None:

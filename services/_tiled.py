@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import logging
 import secrets
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from nxsci.recon import NxsciError
 
+from ._catalog_lock import lock_catalog
 from ._settings import TiledSettings
 
 __all__ = ["RunCatalog", "CatalogError", "open_catalog", "tiled_config", "build_tiled_app", "runs_container",
@@ -97,10 +99,13 @@ class RunCatalog:
     _closers: list[Callable[[], None]] = dataclasses.field(default_factory=list)
 
     def run(self, uid: str) -> Any:
-        """The run with this uid (a full uid or a unique prefix of one); scan ids are not unique."""
+        """The run with this uid (a full uid or a unique prefix of at least 8 characters; scan ids are not
+        unique, so they are refused): the service's rules for a run reference (``find_run``)."""
+        from ._dataset_source import UnknownRunError, find_run
+
         try:
-            return self.runs[uid]
-        except KeyError:
+            return find_run(self.runs, uid)[1]
+        except UnknownRunError:
             raise CatalogError(f"no run '{uid}' in {self.location}") from None
 
     def writer(self, *, batch_size: int | None = None) -> Any:
@@ -155,14 +160,22 @@ def open_catalog(uri: str | None = None, *, api_key: str | None = None,
                           location=uri, settings=settings)
     from tiled.client import Context, from_context
 
+    lock = lock_catalog(settings, holder=f"an embedded catalog ({Path(sys.argv[0]).name} {' '.join(sys.argv[1:2])})")
     try:
-        app = build_tiled_app(settings, api_key=key or _process_key())
-        context = Context.from_app(app)
-    except Exception as exc:
-        raise CatalogError(f"cannot open the embedded catalog in {settings.data_dir} ({exc}); if `nxsci tiled` "
-                           f"serves this directory, pass its URI (--tiled or NXSCI_TILED_URI)") from None
-    client = from_context(context)
-    catalog = RunCatalog(client=client, runs=runs_container(client, settings.runs_node, create=create),
-                         location=f"embedded catalog {settings.data_dir}", settings=settings)
+        try:
+            app = build_tiled_app(settings, api_key=key or _process_key())
+            context = Context.from_app(app)
+        except Exception as exc:
+            raise CatalogError(f"cannot open the embedded catalog in {settings.data_dir} ({exc}); if `nxsci tiled` "
+                               f"serves this directory, pass its URI (--tiled or NXSCI_TILED_URI)") from None
+        client = from_context(context)
+        catalog = RunCatalog(client=client, runs=runs_container(client, settings.runs_node, create=create),
+                             location=f"embedded catalog {settings.data_dir}", settings=settings)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    if lock is not None:
+        catalog._closers.append(lock.release)  # closers run last-in first-out: the app closes first
     catalog._closers.append(context.close)
     return catalog

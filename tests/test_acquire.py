@@ -35,7 +35,7 @@ def test_acquire_into_the_embedded_catalog(tmp_path: Path) -> None:
         assert run["primary"]["camera_image"].read().shape == (3, 32, 32)
     bad = nxsci("acquire", "--config", str(config), "--num-patterns", "0", "-q",
                 environ=env(NXSCI_DATA_DIR=str(tmp_path / "data2")))
-    assert bad.returncode == 2 and "num_patterns must be a positive integer" in bad.stderr
+    assert bad.returncode == 2 and "--num-patterns: must be a positive integer" in bad.stderr
 
 
 @pytest.mark.slow

@@ -157,6 +157,10 @@ def test_point_scan_maps_match_the_sample(catalog: RunCatalog, beamline: Beamlin
         assert np.corrcoef(result.maps[k].ravel(), result.truth[k].ravel())[0, 1] > 0.95
     with pytest.raises(CatalogError, match="not an xrf_point_scan"):
         point_scan_maps(catalog, catalog.runs[-2].metadata["start"]["uid"])
+    # a subset of the sample's elements, in another order: the truth follows them by name
+    subset = point_scan_maps(catalog, _record(catalog, xrf_point_scan(4, dwell=0.5, elements=["Ni", "Mn"])))
+    assert subset.elements == ["Ni", "Mn"] and subset.truth is not None and subset.truth.shape == (2, 4, 4)
+    assert np.abs(subset.maps.sum(axis=(1, 2)) / subset.truth.sum(axis=(1, 2)) - 1).max() < 0.05
 
 
 def _spectra(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
