@@ -38,6 +38,7 @@ __all__ = sorted({*__all__, *_xrf.__all__})
 from ._siren import *  # noqa: F403,E402
 from ._siren_net import *  # noqa: F403,E402
 from ._txm_prior import *  # noqa: F403,E402
-from . import _siren, _siren_net, _txm_prior  # noqa: E402
+from ._model_choice import *  # noqa: F403,E402
+from . import _model_choice, _siren, _siren_net, _txm_prior  # noqa: E402
 
-__all__ = sorted({*__all__, *_siren.__all__, *_siren_net.__all__, *_txm_prior.__all__})
+__all__ = sorted({*__all__, *_model_choice.__all__, *_siren.__all__, *_siren_net.__all__, *_txm_prior.__all__})

@@ -94,6 +94,9 @@ def reconstruct(dataset: Dataset, *, method: str | None = None, elements: Sequen
     metrics = {element: _metrics(res.x, y, physics, dataset.truth(element))
                for element, res, y in zip(chosen, results, ys)}
     trust, warnings = _trust(chosen, ys, sigma, physics, results)
+    # what the solver itself has to say (a TXM rejected or re-aligned), first: it explains the maps
+    warnings = [f"{element}: {line}" for element, res in zip(chosen, results)
+                for line in res.info.get("warnings", [])] + warnings
     timings["total_s"] = time.perf_counter() - t0
     return ReconResult(maps=maps, elements=chosen, method=method, parameters=solver.params.model_dump(),
                        metrics=metrics, solver_info=infos, timings=timings, trust=trust, warnings=warnings,

@@ -36,6 +36,9 @@ class SolverResult:
 
     x: np.ndarray
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: held-out residual (prediction - measurement) of every measurement at the CV minimum, in the
+    #: measurements' units, when the method cross-validated: compares models measurement by measurement
+    heldout: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
 
 class Solver(abc.ABC):
@@ -165,4 +168,4 @@ def method_schemas() -> dict[str, dict[str, Any]]:
 
 
 def _load_builtin() -> None:
-    from . import _pinv, _siren, _tv  # noqa: F401  (registration side effect)
+    from . import _model_choice, _pinv, _siren, _tv  # noqa: F401  (registration side effect)

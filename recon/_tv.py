@@ -302,7 +302,9 @@ class TV(Solver):
             label = candidates[choice[e]][0]
             if len(candidates) > 1 or label != 1.0:
                 infos[e]["min_weight"] = label
-            results.append(SolverResult(x=(x * scales[e]).astype(np.float32), info=infos[e]))
+            cv = cv_found[e].get(choice[e])
+            heldout = None if cv is None or cv.heldout_residuals is None else cv.heldout_residuals * scales[e]
+            results.append(SolverResult(x=(x * scales[e]).astype(np.float32), info=infos[e], heldout=heldout))
         if progress:
             progress(1.0, "weights " + ", ".join(f"{w:.2e}" for w in weights))
         return results

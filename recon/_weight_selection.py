@@ -46,6 +46,9 @@ class CrossValidationResult:
     #: seed of the fold assignment (:func:`kfold_masks`), so the folds can be rebuilt (e.g. to score a
     #: uniform map on the same folds)
     seed: int = 0
+    #: held-out residual of every measurement (prediction - y) at ``min_weight``: what compares two models
+    #: measurement by measurement on the same folds (not reported: N numbers)
+    heldout_residuals: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def min_loss(self) -> float:
@@ -213,6 +216,7 @@ def start_cross_validation(fit: FoldFit, y: np.ndarray, a: np.ndarray, weight_ra
     held-out prediction errors go back to the search; ``finish`` gets the result."""
     masks = kfold_masks(y.size, folds, seed)
     states: list[dict[float, Any]] = [{} for _ in masks]
+    residuals: dict[float, np.ndarray] = {}
 
     def request(weights: tuple[float, ...], reply: Callable[[list[np.ndarray]], None]) -> None:
         maps: dict[tuple[int, int], np.ndarray] = {}
@@ -225,9 +229,14 @@ def start_cross_validation(fit: FoldFit, y: np.ndarray, a: np.ndarray, weight_ra
                 pred = np.stack([np.asarray(maps[j, k], dtype=np.float64).ravel()
                                  for j in range(len(weights)) for k in range(folds)]) @ a.T
                 pred = pred.reshape(len(weights), folds, -1)
+                for j, weight in enumerate(weights):
+                    r = np.empty(y.size)
+                    for k, held in enumerate(masks):
+                        r[held] = pred[j, k, held] - y[held]
+                    residuals[weight] = r
                 if on_step is not None:
                     on_step()
-                reply([np.array([float(((pred[j, k, m] - y[m]) ** 2).sum()) for k, m in enumerate(masks)])
+                reply([np.array([float((residuals[weights[j]][held] ** 2).sum()) for held in masks])
                        for j in range(len(weights))])
 
         for j, weight in enumerate(weights):
@@ -235,7 +244,8 @@ def start_cross_validation(fit: FoldFit, y: np.ndarray, a: np.ndarray, weight_ra
                 fit(weight, k, ~held, warms[j][k], lambda x, st, j=j, k=k: done(j, k, x, st))
 
     drive(weight_search(weight_range, folds=folds, rule=rule, se_factor=se_factor), request,
-          lambda result: finish(dataclasses.replace(result, seed=seed)))
+          lambda result: finish(dataclasses.replace(result, seed=seed,
+                                                    heldout_residuals=residuals.get(_key(result.min_weight)))))
 
 
 @dataclasses.dataclass

@@ -1,0 +1,201 @@
+"""``auto``: the prior each element gets is the one its own measurements support.
+
+Composition TV (``composition-tv``) wins by several dB when the TXM image shows the particles an element map
+is made of, in the patterns' frame; it loses badly when the TXM is a few pixels off, blurred, or of another
+contrast, because it then paints the TXM's shapes into the map. The data can tell the two apart: the
+cross-validation that chooses each model's weight predicts every measurement from fits that did not see it,
+so both models' held-out residuals exist for the same measurements on the same folds. Per element:
+
+1. plain TV (no TXM) is solved with its automatic weight; its maps give a TXM-free picture of the sample;
+2. the TXM's offset from the patterns' frame is estimated by phase correlation of the TXM thickness with
+   those maps (sub-pixel); beyond ``min_shift_px`` the TXM is shifted before it is used (reported);
+3. composition TV is solved with that TXM, on the same folds;
+4. composition TV is taken only when it predicts held-out measurements significantly better than plain TV:
+   the mean paired difference of squared (sigma-weighted, when uncertainties are given) held-out residuals
+   must exceed ``se_factor`` standard errors, for the element itself, or for all elements pooled (one TXM:
+   its alignment, blur and contrast are shared) while the element's own evidence is positive; otherwise the
+   TXM-free map is returned and a warning says so.
+
+The choice, the evidence (both models' held-out errors, the paired difference and its standard error) and
+the estimated offset are reported in each element's ``solver_info`` (``prior``, ``model_choice``,
+``txm_offset_px``) and as warnings.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+from scipy import ndimage
+
+from ._errors import SolverError
+from ._physics import PatternPhysics
+from ._solver_base import ProgressCallback, Solver, SolverParams, SolverResult, get_solver, register_solver
+
+__all__ = ["AutoPrior", "AutoPriorParams", "estimate_txm_offset", "compare_heldout"]
+
+
+class AutoPriorParams(SolverParams):
+    weight: float | str = Field("auto", description="weight rule of both models (see 'tv'): 'auto', 'cv', "
+                                                    "'discrepancy' need cross-validation for the model choice; "
+                                                    "'auto' is the only rule that can choose")
+    cv_folds: int = Field(3, ge=2, le=20, description="folds shared by both models (the same measurements held out)")
+    se_factor: float = Field(2.0, ge=0, le=10, description="composition TV must beat plain TV on held-out "
+                                                           "measurements by this many standard errors")
+    align: bool = Field(True, description="estimate the TXM's offset from the patterns' frame and correct it")
+    min_shift_px: float = Field(0.5, ge=0, description="offsets below this are left alone")
+    max_shift_px: float = Field(8.0, gt=0, description="offsets beyond this are not trusted (ignored)")
+    seed: int = Field(0, description="seed of the fold assignment")
+
+
+def _normalised(maps: list[np.ndarray]) -> np.ndarray:
+    """The elements' maps summed on one scale (each over its own 99th percentile): where material is."""
+    total = np.zeros_like(np.asarray(maps[0], dtype=np.float64))
+    for x in maps:
+        x = np.clip(np.asarray(x, dtype=np.float64), 0, None)
+        ref = float(np.percentile(x, 99))
+        if ref > 0:
+            total += np.clip(x / ref, 0, 1.5)
+    return total
+
+
+def estimate_txm_offset(txm_thickness: np.ndarray, maps: list[np.ndarray], *, upsample: int = 20
+                        ) -> tuple[np.ndarray, float]:
+    """``(shift, error)``: the (dy, dx) shift that moves the TXM onto the TXM-free maps (sub-pixel phase
+    correlation of their mean-removed images, lightly smoothed), and skimage's registration error (0: perfect
+    match, 1: none)."""
+    from skimage.registration import phase_cross_correlation
+
+    reference = ndimage.gaussian_filter(_normalised(maps), 0.7)
+    moving = ndimage.gaussian_filter(np.asarray(txm_thickness, dtype=np.float64), 0.7)
+    reference = reference - reference.mean()
+    moving = moving - moving.mean()
+    if not reference.any() or not moving.any():
+        return np.zeros(2), 1.0
+    shift, error, _ = phase_cross_correlation(reference, moving, upsample_factor=upsample, normalization=None)
+    return np.asarray(shift, dtype=np.float64), float(error)
+
+
+def compare_heldout(plain: np.ndarray, guided: np.ndarray, sigma: np.ndarray | None) -> dict[str, float]:
+    """Paired comparison of two models' held-out residuals of the same measurements: the mean of
+    ``plain^2 - guided^2`` (chi^2 units with sigma), its standard error, and each model's mean."""
+    w = 1.0 if sigma is None else 1.0 / np.square(np.asarray(sigma, dtype=np.float64))
+    a = np.square(plain) * w
+    b = np.square(guided) * w
+    d = a - b
+    n = d.size
+    se = float(np.std(d, ddof=1) / math.sqrt(n)) if n > 1 else float("inf")
+    gain = float(d.mean())
+    significance = gain / se if se > 0 else math.copysign(math.inf, gain) if gain else 0.0
+    return {"plain_heldout": float(a.mean()), "guided_heldout": float(b.mean()), "gain": gain,
+            "standard_error": se, "significance": float(significance)}
+
+
+def _pooled_significance(evidence: list[dict[str, float]]) -> float:
+    """The elements' paired gains summed, over their standard errors combined (independent counting noise)."""
+    if not evidence:
+        return float("-inf")
+    gain = sum(ev["gain"] for ev in evidence)
+    se = math.sqrt(sum(ev["standard_error"] ** 2 for ev in evidence))
+    return gain / se if se > 0 else float("inf")
+
+
+def _span(progress: ProgressCallback | None, lo: float, hi: float, label: str) -> ProgressCallback | None:
+    if progress is None:
+        return None
+    return lambda f, text: progress(lo + (hi - lo) * f, f"{label}: {text}")
+
+
+@register_solver
+class AutoPrior(Solver):
+    """Per element, composition TV with the (re-aligned) TXM when the held-out measurements support it,
+    plain TV otherwise (see the module docstring)."""
+
+    name = "auto"
+    Params = AutoPriorParams
+    uses_guide = True
+    guide_required = False
+    uses_sigma = True
+    description = ("The default: per element, composition TV with the TXM re-aligned to the patterns when "
+                   "held-out measurements say it predicts better than plain TV (standard-error rule), plain TV "
+                   "otherwise; the choice and its evidence are reported.")
+
+    def solve(self, y: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
+              progress: ProgressCallback | None) -> SolverResult:
+        return self.solve_many(np.asarray(y)[None], physics, guide=guide, progress=progress)[0]
+
+    def _sub_params(self) -> dict[str, Any]:
+        p = self.params
+        return {"weight": p.weight, "cv_folds": p.cv_folds, "seed": p.seed}
+
+    def solve_many(self, ys: np.ndarray, physics: PatternPhysics, *, guide: np.ndarray | None,
+                   progress: ProgressCallback | None, sigma: np.ndarray | None = None) -> list[SolverResult]:
+        p = self.params
+        ys = np.asarray(ys, dtype=np.float64)
+        share = 0.45 if guide is not None else 1.0
+        # without a TXM there is nothing to compare: plain TV as `tv` runs it (its own folds)
+        tv_params = self._sub_params() if guide is not None else {"weight": p.weight, "seed": p.seed}
+        plain = get_solver("tv", tv_params).solve_many(
+            ys, physics, guide=None, progress=_span(progress, 0.0, share, "plain TV"), sigma=sigma)
+        if guide is None:
+            for res in plain:
+                res.info.update(prior="tv", model_choice={"reason": "no TXM image"})
+            return plain
+        from ._txm_prior import txm_thickness
+
+        txm = np.asarray(guide, dtype=np.float64)
+        offset, error = estimate_txm_offset(txm_thickness(txm, floor=0.0), [r.x for r in plain])
+        size = float(np.hypot(*offset))
+        aligned = p.align and p.min_shift_px <= size <= p.max_shift_px
+        # cubic: a linear shift by a fraction of a pixel blurs the particle edges composition TV relies on
+        used = ndimage.shift(txm, offset, order=3, mode="nearest") if aligned else txm
+        guided = get_solver("composition-tv", self._sub_params()).solve_many(
+            ys, physics, guide=used, progress=_span(progress, share, 0.98, "composition TV"), sigma=sigma)
+        evidence = [None if plain[e].heldout is None or guided[e].heldout is None else
+                    compare_heldout(plain[e].heldout, guided[e].heldout, None if sigma is None else sigma[e])
+                    for e in range(len(ys))]
+        pooled = _pooled_significance([ev for ev in evidence if ev is not None])
+        out = [self._choose(plain[e], guided[e], evidence[e], pooled, offset, error, aligned) for e in range(len(ys))]
+        if progress:
+            progress(1.0, "priors " + ", ".join(str(r.info["prior"]) for r in out))
+        return out
+
+    def _choose(self, plain: SolverResult, guided: SolverResult, evidence: dict[str, float] | None,
+                pooled: float, offset: np.ndarray, error: float, aligned: bool) -> SolverResult:
+        p = self.params
+        txm_note = {"txm_offset_px": [round(float(v), 3) for v in offset], "txm_registration_error": error,
+                    "txm_realigned": aligned}
+        if evidence is None:
+            if isinstance(p.weight, str):
+                raise SolverError("the model choice needs both models' held-out residuals (cross-validation)")
+            # a fixed weight chooses nothing: the TXM-based model, as before this method existed
+            guided.info.update(prior="composition-tv", model_choice={"reason": "fixed weight: no choice"},
+                               **txm_note)
+            return guided
+        own = evidence["significance"]
+        # the element's own evidence suffices; or the TXM is supported by all elements together (it is one
+        # image: its alignment, blur and contrast are shared) and this element's evidence does not contradict it
+        take_guided = own >= p.se_factor or (pooled >= p.se_factor and own > 0)
+        evidence = {**evidence, "pooled_significance": pooled}
+        chosen, other = (guided, plain) if take_guided else (plain, guided)
+        warnings: list[str] = list(chosen.info.get("warnings", []))
+        if not take_guided:
+            warnings.append(f"TXM rejected: composition TV predicted held-out measurements "
+                            f"{'worse than' if evidence['gain'] <= 0 else 'not significantly better than'} plain TV "
+                            f"({own:+.1f} standard errors, all elements {pooled:+.1f}; {p.se_factor:g} needed); the "
+                            f"TXM-free plain TV map is returned")
+        elif aligned:
+            warnings.append(f"TXM re-aligned by ({offset[0]:+.2f}, {offset[1]:+.2f}) px (dy, dx) to the patterns' "
+                            f"frame before use")
+        chosen.info.update(
+            prior="composition-tv" if take_guided else "tv",
+            model_choice={**evidence, "se_factor": p.se_factor, "folds": p.cv_folds,
+                          "other": {"weight": other.info.get("weight"),
+                                    "cross_validation": other.info.get("cross_validation")},
+                          "reason": ("held-out measurements favour the TXM-based model" if take_guided else
+                                     "the TXM-based model does not predict held-out measurements significantly "
+                                     "better")},
+            warnings=warnings, **txm_note)
+        return chosen

@@ -1,0 +1,73 @@
+"""``auto``: the TXM is re-aligned when it is off, rejected when the measurements do not support it, and
+used when they do; each element's choice and its evidence are reported."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from nxsci.recon import (Dataset, compare_heldout, estimate_txm_offset, natural_image, psnr, reconstruct,
+                         simulate_case, txm_thickness)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def case() -> Dataset:
+    return simulate_case(size=64, sampling=0.1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def reference(case: Dataset) -> dict[str, float]:
+    result = reconstruct(case, method="auto")
+    assert all(result.solver_info[e]["prior"] == "composition-tv" for e in result.elements)  # informative TXM
+    assert not result.warnings
+    return {e: psnr(result.map(e), case.truth(e)) for e in result.elements}
+
+
+def _with_txm(case: Dataset, txm: np.ndarray) -> Dataset:
+    import dataclasses
+
+    return dataclasses.replace(case, txm=np.asarray(txm, dtype=np.float32))
+
+
+def test_the_offset_of_a_shifted_txm_is_recovered_from_tv_maps(case: Dataset) -> None:
+    truth_like = [case.truth(e) for e in case.elements]  # what plain TV approximates
+    for true_shift in [(3.0, -2.0), (-1.3, 2.6), (0.0, 0.0)]:
+        moved = ndimage.shift(case.txm.astype(np.float64), true_shift, order=3, mode="nearest")
+        found, _ = estimate_txm_offset(txm_thickness(moved, floor=0.0), truth_like)
+        np.testing.assert_allclose(found, -np.asarray(true_shift), atol=0.3)
+
+
+def test_a_shifted_txm_is_realigned_and_the_maps_stay_as_good(case: Dataset, reference: dict[str, float]) -> None:
+    shifted = _with_txm(case, ndimage.shift(case.txm.astype(np.float64), (3.0, -2.0), order=1, mode="nearest"))
+    result = reconstruct(shifted, method="auto")
+    for element in result.elements:
+        info = result.solver_info[element]
+        assert info["txm_realigned"] is True
+        np.testing.assert_allclose(info["txm_offset_px"], [-3.0, 2.0], atol=0.5)
+        assert psnr(result.map(element), case.truth(element)) >= reference[element] - 0.6, element
+    assert any("re-aligned" in w for w in result.warnings)
+
+
+def test_an_unrelated_structural_image_is_rejected_and_tv_returned(case: Dataset) -> None:
+    camera = natural_image("camera", 64)
+    result = reconstruct(_with_txm(case, camera / camera.max()), method="auto")
+    plain = reconstruct(case, method="tv")
+    for element in result.elements:
+        info = result.solver_info[element]
+        assert info["prior"] == "tv" and info["model_choice"]["significance"] < 2, (element, info["model_choice"])
+        assert psnr(result.map(element), case.truth(element)) >= psnr(plain.map(element), case.truth(element)) - 0.5
+        assert any(w.startswith(f"{element}: TXM rejected") for w in result.warnings)
+
+
+def test_the_paired_comparison_of_heldout_residuals() -> None:
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=2000)
+    same = compare_heldout(noise, noise, None)
+    assert same["gain"] == 0 and same["significance"] == 0
+    better = compare_heldout(noise * 1.2, noise, None)  # the guided model predicts 20 % better everywhere
+    assert better["gain"] > 0 and better["significance"] > 10
+    weighted = compare_heldout(noise * 1.2, noise, np.full(2000, 2.0))
+    assert weighted["gain"] == pytest.approx(better["gain"] / 4)
