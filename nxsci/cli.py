@@ -275,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--method", default=None,
-                   help="see `nxsci methods` (default: the benchmark winner: composition-tv with a TXM image, else tv)")
+                   help="see `nxsci methods` (default: auto, composition-tv with the TXM where held-out "
+                        "measurements support it, else tv)")
     p.add_argument("--elements", default=None, help="comma-separated, e.g. Mn,Co (default: all)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter (repeatable)")

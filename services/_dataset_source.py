@@ -172,7 +172,7 @@ class PipelineSource:
         if "primary" not in node:
             raise NoXrfDataError(f"run '{uid}' has no usable data: no 'primary' stream (sample-in acquisitions)")
         return RunInfo(uid=uid, elements=[str(e) for e in elements], plan_name=plan,
-                       default_method="composition-tv")  # an nxsci_scan run has a TXM image
+                       default_method="auto")
 
     @staticmethod
     def _require_events(uid: str, start: dict[str, Any], stop: dict[str, Any]) -> None:

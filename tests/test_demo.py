@@ -33,7 +33,7 @@ def test_main_demo_acquires_into_tiled_and_meets_its_targets(tmp_path: Path) -> 
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["psnr"] == report["psnr"] and set(saved["psnr"]) == {"Mn", "Co", "Ni"}
     assert min(saved["psnr"].values()) >= 20.0, saved["psnr"]
-    assert saved["method"] == "composition-tv" and saved["num_patterns"] == round(0.15 * 64 * 64)
+    assert saved["method"] == "auto" and saved["num_patterns"] == round(0.15 * 64 * 64)
     assert 0.2 < saved["mean_dependence"] < 0.7 and 0 < saved["invertibility"] <= 1
     assert saved["registration"]["shift_error_rms_px"] < 0.3
     assert {"calibrate_patterns", "nxsci_scan", "pipeline", "reconstruction", "total"} <= set(saved["timings_s"])

@@ -57,11 +57,11 @@ def test_queue_submission_is_reconstructed_into_tiled(tmp_path: Path) -> None:
         queued = wait_for(auto_job, 60, "the automatic reconstruction of the queue's nxsci_scan run")
         job = svc.wait_job(queued["id"], timeout=600)
         assert job["status"] == "succeeded", job
-        assert job["origin"] == "auto" and job["method"] == "composition-tv", job
+        assert job["origin"] == "auto" and job["method"] == "auto", job
         assert set(job["metrics"]) == ELEMENTS
 
         node = from_uri(job["result_uri"], api_key=TILED_KEY)
-        assert node.metadata["run_uid"] == uid and node.metadata["method"] == "composition-tv"
+        assert node.metadata["run_uid"] == uid and node.metadata["method"] == "auto"
         maps = node["maps"]
         elements = maps.metadata["elements"]
         recon = maps.read()

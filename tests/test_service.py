@@ -107,7 +107,7 @@ def test_default_method_and_all_elements(env: dict[str, Any]) -> None:
     svc = env["svc"]
     job = svc.wait_job(svc.submit({"run_uid": env["runs"]["sim"], "params": {"weight": 1e-5}})["id"])
     assert job["status"] == "succeeded", job
-    assert job["method"] == "composition-tv"   # the benchmark winner when the run has a TXM image
+    assert job["method"] == "auto"   # composition TV where the TXM is supported by held-out measurements
     assert set(job["metrics"]) == {"Mn", "Co", "Ni"}
 
 

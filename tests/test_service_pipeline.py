@@ -50,7 +50,7 @@ def test_completed_nxsci_scan_is_reconstructed_automatically(tmp_path: Path) -> 
         # and on request, one element, with the default method for a run with a TXM image
         asked = svc.wait_job(svc.submit({"run_uid": uid, "elements": ["Mn"], "params": {"weight": 1e-5}})["id"],
                              timeout=180)
-        assert asked["status"] == "succeeded" and asked["method"] == "composition-tv"
+        assert asked["status"] == "succeeded" and asked["method"] == "auto"
         assert list(asked["metrics"]) == ["Mn"] and math.isfinite(asked["metrics"]["Mn"]["psnr"])
     finally:
         session.beamline.close()

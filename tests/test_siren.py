@@ -137,7 +137,7 @@ def test_siren_reports_progress_with_the_data_residual() -> None:
 def test_composition_tv_beats_plain_tv_and_does_not_paint_binder() -> None:
     """The default with a TXM image: sharper than TV on every element, and binder stays empty."""
     ds = simulate_case(phantom="battery", size=48, sampling=0.1, seed=3)
-    assert default_method(ds) == "composition-tv"
+    assert default_method(ds) == "auto"
     comp = reconstruct(ds, method="composition-tv")
     tv = reconstruct(ds, method="tv")
     from nxsci.recon import battery_phantom
