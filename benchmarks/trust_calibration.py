@@ -2,7 +2,7 @@
 
 For simulated cases over a range of exposures (``photons``: mean counts per pattern of the strongest element)
 it reconstructs every element with each method and prints, per map: the counts per pattern; the statistics
-of ``nxsci.recon._trust`` (structure-to-noise ``S = (chi2_flat - N)/N`` with the simulator's sigma, its
+of ``nxsci.recon.solvers.trust`` (structure-to-noise ``S = (chi2_flat - N)/N`` with the simulator's sigma, its
 significance ``z = (chi2_flat - N)/sqrt(2N)``, on which the verdict rests, and the cross-validated gain's
 significance); the verdict; and the truth: the map's PSNR, the PSNR of the best uniform map (what a map
 without information scores; sparse maps score high), the difference, and the PSNR of the best map shaped
@@ -30,7 +30,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 def run_case(phantom: str, photons: float, seed: int, method: str, size: int, sampling: float) -> list[dict[str, Any]]:
     from nxsci.recon import PatternPhysics, psnr, reconstruct, simulate_case
-    from nxsci.recon._txm_prior import txm_thickness
+    from nxsci.recon.solvers.txm_prior import txm_thickness
 
     ds = simulate_case(phantom=phantom, size=size, sampling=sampling, photons=photons, seed=seed)
     t0 = time.perf_counter()

@@ -30,7 +30,7 @@ RULES = ("cv", "discrepancy", "auto")
 
 def _sweep(a: np.ndarray, ys: np.ndarray, shape: tuple[int, int], grid: np.ndarray, score: Any) -> np.ndarray:
     """PSNR (G, E) of converged TV solves over ``grid`` (strong to weak, warm-started)."""
-    from nxsci.recon._tv_admm import TVSystem, admm_tv_batch
+    from nxsci.recon.solvers.tv_admm import TVSystem, admm_tv_batch
 
     system = TVSystem(a, shape)
     norm2 = float(np.linalg.norm(a, 2) ** 2)
@@ -43,7 +43,7 @@ def _sweep(a: np.ndarray, ys: np.ndarray, shape: tuple[int, int], grid: np.ndarr
 
 def run_case(seed: int, pct: float, size: int) -> dict[str, Any]:
     from nxsci.recon import PatternPhysics, SolverError, get_solver, map_scale, psnr, simulate_case
-    from nxsci.recon._txm_prior import txm_thickness
+    from nxsci.recon.solvers.txm_prior import txm_thickness
 
     t0 = time.perf_counter()
     ds = simulate_case(phantom="battery", size=size, sampling=pct / 100.0, seed=seed)

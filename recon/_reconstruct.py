@@ -12,14 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from ._dataset import Dataset
 from ._errors import DatasetError, SolverError
-from ._metrics import frc_resolution, psnr, ssim
-from ._physics import PatternPhysics, resolve_device
 from ._progress import fraction_progress
-from ._results import ReconResult
-from ._solver_base import SolverResult, check_sigma, get_solver
-from ._trust import assess_trust, trust_warning
+from .analysis.metrics import frc_resolution, psnr, ssim
+from .data.dataset import Dataset
+from .data.results import ReconResult
+from .physics.forward import PatternPhysics, resolve_device
+from .solvers.base import SolverResult, check_sigma
+from .solvers.registry import get_solver
+from .solvers.trust import assess_trust, trust_warning
 
 __all__ = ["reconstruct", "default_method", "ElementProgress"]
 
@@ -40,7 +41,7 @@ def _registered_patterns(dataset: Dataset, register: bool | None, progress: bool
         return dataset.patterns, {"registered": False}
     if dataset.sample_in is None:
         raise SolverError("registration requested but the dataset has no 'sample_in' frames")
-    from ._registration import register_patterns
+    from .physics.registration import register_patterns
 
     reference = None if dataset.txm is None else np.exp(-dataset.txm.astype(np.float64))
     reg = register_patterns(dataset.patterns, dataset.sample_in, reference, progress=progress)

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from nxsci.recon import DatasetError, NxsciError, SolverError, get_solver, method_schemas
-from nxsci.recon._dataset import nxsci_version
+from nxsci.recon.data.dataset import nxsci_version
 
 from ._dataset_source import (CatalogUnavailableError, DatasetSource, RunInfo, RunReferenceError, UnknownRunError,
                               UnusableRunError, make_source)

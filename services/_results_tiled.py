@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from nxsci.recon import ReconResult
-from nxsci.recon._dataset import nxsci_version
+from nxsci.recon.data.dataset import nxsci_version
 
 __all__ = ["results_container", "write_result", "read_element_map"]
 

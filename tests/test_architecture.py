@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 import zipfile
@@ -78,11 +79,78 @@ def test_built_wheel_contains_and_imports_every_subpackage(tmp_path: Path) -> No
     for sub in ("recon", "devices", "plans", "services"):
         assert f"nxsci/{sub}/__init__.py" in names
     assert "nxsci/cli.py" in names
+    missing = [src for folder in ("recon", "devices", "plans", "services")
+               for src in sorted((ROOT / folder).rglob("*.py"))
+               if f"nxsci/{src.relative_to(ROOT).as_posix()}" not in names]
+    assert not missing, f"source files missing from the wheel (pyproject's packages/package-dir): {missing}"
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(target),
                     str(wheel)], check=True, capture_output=True)
     code = ("import nxsci.recon, nxsci.devices, nxsci.plans, nxsci.services, nxsci.cli;"
+            "assert 'tv' in nxsci.recon.available_methods();"
             "print(nxsci.recon.__file__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, cwd=tmp_path)
     assert out.stdout.strip().startswith(str(target))
+
+
+SOLVERS = ROOT / "recon" / "solvers"
+REGISTRY = "nxsci.recon.solvers.registry"
+#: importing either runs the registry (nxsci.recon's namespace, the solvers package's re-exports)
+REGISTRY_HOLDERS = {"nxsci.recon", "nxsci.recon.solvers", REGISTRY}
+
+
+def _import_targets(path: Path, package: str) -> set[str]:
+    """What a file imports, at any depth: ``from M import n`` counts as M.n when that is a module of the
+    package, else as M (a name taken from M runs M's ``__init__``)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                folder = ROOT / "recon" / Path(*sub.split(".")[2:]) if sub.startswith("nxsci.recon.") else None
+                is_module = folder is not None and (folder.with_suffix(".py").is_file() or folder.is_dir())
+                found.add(sub if is_module else base)
+    return found
+
+
+def test_solver_modules_never_import_the_registry() -> None:
+    """Solvers import ``base`` (and each other); only the registry knows them, so there is no import cycle."""
+    modules = sorted(p for p in SOLVERS.glob("*.py") if p.name not in {"__init__.py", "registry.py"})
+    assert {p.stem for p in modules} >= {"base", "tv", "pinv", "siren", "model_choice"}
+    offenders = [f"{p.relative_to(ROOT)} imports {mod}" for p in modules
+                 for mod in sorted(_import_targets(p, "nxsci.recon.solvers")) if mod in REGISTRY_HOLDERS]
+    assert not offenders, "a solver module imports the registry (or a namespace that does):\n" + "\n".join(offenders)
+
+
+def test_solver_base_alone_imports_no_concrete_solver() -> None:
+    """``solvers.base`` (with the solvers package and its registry) loads no method; the registry imports its
+    built-in modules on the first lookup. nxsci.recon's own ``__init__`` (which imports everything) is bypassed."""
+    code = """
+import importlib.util, json, sys
+spec = importlib.util.find_spec("nxsci.recon")
+sys.modules["nxsci.recon"] = importlib.util.module_from_spec(spec)  # the package, its __init__ not run
+import nxsci.recon.solvers.base
+def solvers():
+    return sorted(m for m in sys.modules if m.startswith("nxsci.recon.solvers."))
+before = solvers()
+from nxsci.recon.solvers import registry
+middle = solvers()
+methods = registry.available_methods()
+print(json.dumps({"before": before, "middle": middle, "after": solvers(), "methods": methods,
+                  "builtin": list(registry.BUILTIN_MODULES)}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout)
+    light = ["nxsci.recon.solvers.base", "nxsci.recon.solvers.registry"]
+    assert got["before"] == light, f"importing solvers.base loaded {sorted(set(got['before']) - set(light))}"
+    assert got["middle"] == light
+    assert {"nxsci.recon.solvers" + m for m in got["builtin"]} <= set(got["after"])
+    assert got["methods"] == ["auto", "composition-tv", "guided-tv", "pinv", "siren", "siren-paper", "tv"]

@@ -1,4 +1,4 @@
-"""Pattern-set measures (nxsci.recon._patterns) and their figures (nxsci.recon._pattern_figures)."""
+"""Pattern-set measures (nxsci.recon.analysis.patterns) and their figures (nxsci.recon.analysis.pattern_figures)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from scipy import ndimage
 
 from nxsci.recon._errors import DatasetError
-from nxsci.recon._pattern_figures import save_pattern_figures
-from nxsci.recon._patterns import (
+from nxsci.recon.analysis.pattern_figures import save_pattern_figures
+from nxsci.recon.analysis.patterns import (
     DependenceMap,
     PatternReport,
     analyze_patterns,

@@ -7,7 +7,7 @@ import socket
 import numpy as np
 import pytest
 
-from nxsci.recon._phantoms import (
+from nxsci.recon.sim.phantoms import (
     LABELS,
     NATURAL_IMAGES,
     SPECIES,

@@ -188,7 +188,7 @@ def test_fitting_is_fast_and_accurate() -> None:
 def test_a_pymca_fit_configuration_file_can_replace_the_built_in_fit(tmp_path: Path) -> None:
     from PyMca5.PyMcaIO import ConfigDict
 
-    from nxsci.recon._xrf import _pymca_config
+    from nxsci.recon.physics.xrf import _pymca_config
 
     spectra, truth = _spectra(200, seed=1)
     cfg = ConfigDict.ConfigDict(_pymca_config(SpectrumCalibration(), ["Mn", "Co", "Ni"], 9.0, (5.0, 8.4), "poly"))

@@ -11,7 +11,7 @@ import pytest
 
 from nxsci.recon import (PatternPhysics, assess_trust, load_result, reconstruct, save_result, simulate_case,
                          trust_warning)
-from nxsci.recon._trust import CV_SIGNIFICANCE_THRESHOLD, SIGNIFICANCE_THRESHOLD
+from nxsci.recon.solvers.trust import CV_SIGNIFICANCE_THRESHOLD, SIGNIFICANCE_THRESHOLD
 
 
 def _uniform_and_structured(n: int = 300, m: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +76,7 @@ def test_without_uncertainties_the_cross_validation_gain_decides() -> None:
     """No sigma, no counts: a held-out loss at the chosen weight barely below a uniform map's is flagged."""
     uniform, structured = _uniform_and_structured()
     y = 0.37 * np.random.default_rng(3).poisson(0.05 * structured)
-    from nxsci.recon._weight_selection import kfold_masks
+    from nxsci.recon.solvers.weight_selection import kfold_masks
 
     flat = 0.0
     for held in kfold_masks(y.size, 5, 0):

@@ -1,4 +1,4 @@
-"""Sub-pixel registration of illumination patterns to the sample (nxsci.recon._registration)."""
+"""Sub-pixel registration of illumination patterns to the sample (nxsci.recon.physics.registration)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from nxsci.recon._errors import DatasetError
-from nxsci.recon._registration import (
+from nxsci.recon.physics.registration import (
     RegistrationResult,
     apply_shifts,
     estimate_pattern_shifts,

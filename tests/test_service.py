@@ -220,7 +220,7 @@ def _recon_has_warnings() -> None:
     from nxsci.recon import ReconResult
 
     if "warnings" not in {f.name for f in dataclasses.fields(ReconResult)}:
-        pytest.fail("nxsci.recon.ReconResult has no 'warnings' field yet (recon/_results.py): the service passes "
+        pytest.fail("nxsci.recon.ReconResult has no 'warnings' field yet (recon/data/results.py): the service passes "
                     "a result's warnings on, but this recon produces none")
 
 

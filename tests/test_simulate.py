@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from nxsci.recon._dataset import load_dataset, save_dataset
-from nxsci.recon._phantoms import battery_phantom
-from nxsci.recon._physics import PatternPhysics
-from nxsci.recon._simulate import (
+from nxsci.recon.data.dataset import load_dataset, save_dataset
+from nxsci.recon.sim.phantoms import battery_phantom
+from nxsci.recon.physics.forward import PatternPhysics
+from nxsci.recon.sim.simulate import (
     TwoDiffuserModel,
     shift_patterns,
     signal_scale,

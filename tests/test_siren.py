@@ -10,7 +10,7 @@ import torch
 
 from nxsci.recon import (DatasetError, PatternPhysics, SolverError, default_method, get_solver, method_schemas,
                          reconstruct, simulate_case)
-from nxsci.recon._siren_net import SirenNet
+from nxsci.recon.solvers.siren_net import SirenNet
 
 SMALL = {"width": 48, "depth": 2, "warm_start": "none", "lr": 1e-3, "steps": 250, "patience": 400}
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -44,7 +44,7 @@ def test_siren_is_reproducible_with_a_seed_and_the_seed_matters() -> None:
 
 def test_lambda_pulls_the_map_gradient_towards_the_txm_gradient() -> None:
     """The paper's prior has an effect: a large lambda makes grad f match grad I_TXM far better."""
-    from nxsci.recon._txm_prior import txm_gradient, txm_thickness
+    from nxsci.recon.solvers.txm_prior import txm_gradient, txm_thickness
 
     ds = _speckle_case(sampling=0.3)
     base = {**SMALL, "steps": 150, "output": "map", "holdout": 0.0, "keep_last": 1}

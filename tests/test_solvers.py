@@ -104,7 +104,7 @@ def test_cross_validation_is_reported_and_needs_no_truth() -> None:
 
 def test_batched_admm_solves_each_element_as_it_would_alone() -> None:
     """All elements share one factorisation and one pass over it per iteration; the result must not change."""
-    from nxsci.recon._tv_admm import TVSystem, admm_tv, admm_tv_batch
+    from nxsci.recon.solvers.tv_admm import TVSystem, admm_tv, admm_tv_batch
 
     ds = _case(size=24, sampling=0.3)
     a = PatternPhysics(ds.patterns).numpy_matrix().astype(np.float64)
@@ -123,7 +123,7 @@ def test_batched_admm_solves_each_element_as_it_would_alone() -> None:
 def test_pooled_fits_on_different_row_sets_end_as_they_would_alone() -> None:
     """CV folds, full-data fits and fits submitted while others run share each pass over the patterns
     (continuous batching); every fit must still end exactly where it would alone."""
-    from nxsci.recon._tv_admm import ADMMPool, TVBasis, TVSystem, admm_tv
+    from nxsci.recon.solvers.tv_admm import ADMMPool, TVBasis, TVSystem, admm_tv
 
     ds = _case(size=24, sampling=0.3)
     a = PatternPhysics(ds.patterns).numpy_matrix().astype(np.float64)

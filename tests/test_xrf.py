@@ -1,4 +1,4 @@
-"""XRF line data, spectrum synthesis and the PyMca fit (nxsci.recon._xrf)."""
+"""XRF line data, spectrum synthesis and the PyMca fit (nxsci.recon.physics.xrf)."""
 
 from __future__ import annotations
 

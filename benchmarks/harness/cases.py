@@ -37,7 +37,7 @@ class Case:
 def two_diffuser_patterns(size: int, n: int, seed: int, feature_size: float = 2.0) -> np.ndarray:
     """The ``n`` two-diffuser patterns ``simulate_case(size=size, seed=seed, feature_size=...)`` uses."""
     from nxsci.recon import TwoDiffuserModel
-    from nxsci.recon._simulate import _int_seed
+    from nxsci.recon.sim.simulate import _int_seed
 
     s_pat, _ = np.random.SeedSequence([int(seed), 1]).spawn(2)
     model = TwoDiffuserModel((size, size), seed=_int_seed(s_pat), grit_px=(0.75 * feature_size, 2.0 * feature_size))
@@ -49,7 +49,7 @@ def simulate_phantom(phantom: Any, *, sampling: float, seed: int, photons: float
     """A dataset of ``phantom`` (an ``nxsci.recon.Phantom``) with ``simulate_case``'s patterns, noise streams and
     defaults (recorded frames at 1000 counts per unit intensity, no stage shifts)."""
     from nxsci.recon import simulate_dataset
-    from nxsci.recon._simulate import _int_seed
+    from nxsci.recon.sim.simulate import _int_seed
 
     size = phantom.shape[0]
     if phantom.shape != (size, size):

@@ -118,7 +118,7 @@ def _run_scaling_cell(spec: dict[str, Any], budget: float, log: Callable[[str], 
 def _scaling_skip(mkey: str, size: int, pct: float, n: int, m: int, cells: list[dict[str, Any]],
                   cap_mb: float, warm_of_siren: str | None) -> tuple[str, str] | None:
     """Why this cell is not run (reason, root cause), or None to run it (see the module docstring)."""
-    from nxsci.recon._simulate import MAX_PATTERN_BYTES
+    from nxsci.recon.sim.simulate import MAX_PATTERN_BYTES
 
     if n * m * 4 > MAX_PATTERN_BYTES:
         why = (f"patterns alone need {n * m * 4 / 1024**3:.1f} GiB (> the library's "

@@ -27,8 +27,8 @@ from scipy import ndimage
 from scipy.signal.windows import tukey
 from skimage.registration import phase_cross_correlation
 
-from ._errors import DatasetError
-from ._physics import single_threaded_blas
+from .._errors import DatasetError
+from .forward import single_threaded_blas
 
 __all__ = [
     "RegistrationResult",
@@ -204,7 +204,7 @@ def _progress(items: Iterable[int], enabled: bool, total: int, desc: str) -> Ite
     """A bar on a terminal, a few plain lines in a log (see ``_progress``)."""
     if not enabled:
         return iter(items)
-    from ._progress import iterate_with_progress
+    from .._progress import iterate_with_progress
 
     return iterate_with_progress(items, total, desc, "frames")
 

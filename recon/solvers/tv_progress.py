@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ._solver_base import ProgressCallback
+from .base import ProgressCallback
 
 __all__ = ["TVSolveProgress"]
 

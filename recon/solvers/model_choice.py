@@ -30,9 +30,10 @@ import numpy as np
 from pydantic import Field
 from scipy import ndimage
 
-from ._errors import SolverError
-from ._physics import PatternPhysics
-from ._solver_base import ProgressCallback, Solver, SolverParams, SolverResult, get_solver, register_solver
+from .._errors import SolverError
+from ..physics.forward import PatternPhysics
+from .base import ProgressCallback, Solver, SolverParams, SolverResult
+from .tv import TV, CompositionTV
 
 __all__ = ["AutoPrior", "AutoPriorParams", "estimate_txm_offset", "compare_heldout"]
 
@@ -108,7 +109,6 @@ def _span(progress: ProgressCallback | None, lo: float, hi: float, label: str) -
     return lambda f, text: progress(lo + (hi - lo) * f, f"{label}: {text}")
 
 
-@register_solver
 class AutoPrior(Solver):
     """Per element, composition TV with the (re-aligned) TXM when the held-out measurements support it,
     plain TV otherwise (see the module docstring)."""
@@ -140,13 +140,13 @@ class AutoPrior(Solver):
         # an edge): measured the same maps (+-0.01 dB, 64x64 at 5/25 %, seeds 0-1) in 45-70 % of the time
         tv_params = ({**self._sub_params(), "cv_iterations": 200, "weight_range": (1e-5, 1e-2)}
                      if guide is not None else {"weight": p.weight, "seed": p.seed})
-        plain = get_solver("tv", tv_params).solve_many(
+        plain = TV(tv_params).solve_many(
             ys, physics, guide=None, progress=_span(progress, 0.0, share, "plain TV"), sigma=sigma)
         if guide is None:
             for res in plain:
                 res.info.update(prior="tv", model_choice={"reason": "no TXM image"})
             return plain
-        from ._txm_prior import txm_thickness
+        from .txm_prior import txm_thickness
 
         txm = np.asarray(guide, dtype=np.float64)
         offset, error = estimate_txm_offset(txm_thickness(txm, floor=0.0), [r.x for r in plain])
@@ -154,7 +154,7 @@ class AutoPrior(Solver):
         aligned = p.align and p.min_shift_px <= size <= p.max_shift_px
         # cubic: a linear shift by a fraction of a pixel blurs the particle edges composition TV relies on
         used = ndimage.shift(txm, offset, order=3, mode="nearest") if aligned else txm
-        guided = get_solver("composition-tv", self._sub_params()).solve_many(
+        guided = CompositionTV(self._sub_params()).solve_many(
             ys, physics, guide=used, progress=_span(progress, share, 0.98, "composition TV"), sigma=sigma)
         evidence = [None if plain[e].heldout is None or guided[e].heldout is None else
                     compare_heldout(plain[e].heldout, guided[e].heldout, None if sigma is None else sigma[e])

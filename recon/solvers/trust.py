@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._weight_selection import kfold_masks
+from .weight_selection import kfold_masks
 
 __all__ = ["TrustRecord", "assess_trust", "trust_warning", "SIGNIFICANCE_THRESHOLD", "CV_SIGNIFICANCE_THRESHOLD"]
 

@@ -32,12 +32,12 @@ import torch
 from pydantic import Field, field_validator
 from scipy import ndimage
 
-from ._errors import SolverError
-from ._physics import PatternPhysics, single_threaded_blas
-from ._tv_admm import ADMMPool, ADMMState, TVBasis, TVSystem
-from ._tv_progress import Search, TVSolveProgress
-from ._solver_base import ProgressCallback, Solver, SolverParams, SolverResult, register_solver
-from ._weight_selection import (CrossValidationResult, DiscrepancyResult, discrepancy_search, drive, nearest_state,
+from .._errors import SolverError
+from ..physics.forward import PatternPhysics, single_threaded_blas
+from .tv_admm import ADMMPool, ADMMState, TVBasis, TVSystem
+from .tv_progress import Search, TVSolveProgress
+from .base import ProgressCallback, Solver, SolverParams, SolverResult
+from .weight_selection import (CrossValidationResult, DiscrepancyResult, discrepancy_search, drive, nearest_state,
                                 planned_steps, start_cross_validation)
 
 __all__ = ["TV", "TVParams", "GuidedTV", "GuidedTVParams", "CompositionTV", "CompositionTVParams", "txm_edge_weights",
@@ -124,7 +124,6 @@ def txm_edge_weights(txm: np.ndarray, *, edge_threshold: float, min_weight: floa
     return np.clip(w, min_weight, 1.0).astype(np.float32)
 
 
-@register_solver
 class TV(Solver):
     """Isotropic TV + non-negativity, solved with corrct's preconditioned PDHG."""
 
@@ -384,7 +383,6 @@ class _PDHGFitter:
                 on_pass(20 * fits)  # each PDHG fit is long: every one is a heartbeat
 
 
-@register_solver
 class GuidedTV(TV):
     """TV whose per-pixel weight drops on the TXM image's edges (structure-guided TV).
 
@@ -421,7 +419,6 @@ class CompositionTVParams(TVParams):
                                                  "forced to exactly zero")
 
 
-@register_solver
 class CompositionTV(TV):
     """TV on the composition r = map / TXM thickness; the map is r x thickness (see ``_txm_prior``).
 
@@ -440,7 +437,7 @@ class CompositionTV(TV):
                    progress: ProgressCallback | None, sigma: np.ndarray | None = None) -> list[SolverResult]:
         if guide is None:
             raise SolverError("method 'composition-tv' needs a TXM image ('txm' in the dataset)")
-        from ._txm_prior import txm_thickness
+        from .txm_prior import txm_thickness
 
         p = self.params
         thickness = txm_thickness(guide, background_percentile=p.background_percentile, floor=p.floor)

@@ -22,8 +22,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ._dataset import FORMAT_VERSION, atomic_h5_write, check_writable, nxsci_version, open_h5
-from ._errors import DatasetError
+from .dataset import FORMAT_VERSION, atomic_h5_write, check_writable, nxsci_version, open_h5
+from .._errors import DatasetError
 
 __all__ = ["ReconResult", "save_result", "load_result", "file_sha256"]
 

@@ -14,7 +14,7 @@ from typing import overload
 import numpy as np
 import torch
 
-from ._errors import DatasetError
+from .._errors import DatasetError
 
 __all__ = ["PatternPhysics", "resolve_device", "single_threaded_blas"]
 

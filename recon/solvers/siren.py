@@ -12,7 +12,7 @@ Two registered methods share this code:
   Adam 5e-6, 20 000 full-batch steps, the lowest-loss iterate of the last 50). ~1-3 s per step on 2 CPU
   cores at 80x80: it needs a GPU (``device="cuda"``) or a stated step budget.
 - ``siren``: fast and without ground truth. The network predicts the *composition* (element / TXM
-  thickness, see ``_txm_prior``) when a TXM image exists, all elements in one network (E outputs),
+  thickness, see ``txm_prior``) when a TXM image exists, all elements in one network (E outputs),
   warm-started from composition-TV; a held-out 10 % of the patterns chooses lambda and when to stop.
 """
 
@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from ._errors import SolverError
-from ._physics import PatternPhysics, single_threaded_blas
-from ._siren_net import SirenNet, pixel_coordinates
-from ._solver_base import ProgressCallback, Solver, SolverParams, SolverResult, get_solver, register_solver
-from ._tv import map_scale
-from ._txm_prior import txm_gradient, txm_thickness
+from .._errors import SolverError
+from ..physics.forward import PatternPhysics, single_threaded_blas
+from .siren_net import SirenNet, pixel_coordinates
+from .base import ProgressCallback, Solver, SolverParams, SolverResult
+from .tv import CompositionTV, GuidedTV, TV, map_scale
+from .txm_prior import txm_gradient, txm_thickness
 
 __all__ = ["Siren", "SirenParams", "SirenPaper", "SirenPaperParams", "MIN_PATTERNS_SIREN"]
 
@@ -296,7 +296,7 @@ class Siren(Solver):
             return None, {}
         method = p.warm_start if (guide is not None or p.warm_start == "tv") else "tv"
         t0 = time.perf_counter()
-        solver = get_solver(method, p.warm_params)
+        solver = {s.name: s for s in (TV, GuidedTV, CompositionTV)}[method](p.warm_params)
         solved = solver.reconstruct_all(ys, physics, guide=guide, progress=track.warm_solve(method))
         maps = np.stack([r.x.reshape(-1) for r in solved]).astype(np.float64)
         target = maps / prob.levels[:, None]  # normalised maps (E, M); fitted in map space, where errors count
@@ -385,7 +385,6 @@ class Siren(Solver):
         return best
 
 
-@register_solver
 class SirenPaper(Siren):
     """The paper's published SIREN configuration (slow on CPU: use a GPU or lower ``steps``)."""
 
@@ -393,6 +392,3 @@ class SirenPaper(Siren):
     Params = SirenPaperParams
     description = ("The published SIREN configuration (width 1024, depth 5, omega 30, lambda 1e-5, Adam 5e-6, "
                    "20 000 steps): hours on CPU, use a GPU or set steps.")
-
-
-register_solver(Siren)

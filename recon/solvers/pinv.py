@@ -15,8 +15,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from ._physics import PatternPhysics
-from ._solver_base import ProgressCallback, Solver, SolverParams, SolverResult, register_solver
+from ..physics.forward import PatternPhysics
+from .base import ProgressCallback, Solver, SolverParams, SolverResult
 
 __all__ = ["PseudoInverse", "PseudoInverseParams", "gcv_truncation", "cv_threshold"]
 
@@ -43,7 +43,7 @@ def gcv_truncation(s: np.ndarray, uty: np.ndarray, residual0: float, n: int) -> 
 
 def cv_threshold(a: np.ndarray, y: np.ndarray, *, folds: int, rcond: float, points: int = 80) -> float:
     """Relative singular-value threshold with the least K-fold held-out prediction error."""
-    from ._weight_selection import kfold_masks
+    from .weight_selection import kfold_masks
 
     taus = np.geomspace(rcond, 1.0, points)
     loss = np.zeros(points)
@@ -57,7 +57,6 @@ def cv_threshold(a: np.ndarray, y: np.ndarray, *, folds: int, rcond: float, poin
     return float(taus[int(np.argmin(loss))])
 
 
-@register_solver
 class PseudoInverse(Solver):
     """Moore-Penrose pseudo-inverse with a truncated SVD."""
 

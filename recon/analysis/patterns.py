@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import DatasetError
-from ._metrics import ssim
+from .._errors import DatasetError
+from .metrics import ssim
 
 __all__ = [
     "DependenceMap",
@@ -314,7 +314,7 @@ def pinv_reconstruct(patterns: np.ndarray, y: np.ndarray, rcond: float | None = 
 
 def _reference_for(shape: tuple[int, int], reference: np.ndarray | None) -> np.ndarray:
     if reference is None:
-        from ._phantoms import default_reference  # lazy: only this default needs the phantom module
+        from ..sim.phantoms import default_reference  # lazy: only this default needs the phantom module
 
         return np.asarray(default_reference(shape), dtype=np.float64)
     ref = np.asarray(reference, dtype=np.float64)
@@ -333,7 +333,7 @@ def _invertibility(svd: _Svd, ref: np.ndarray) -> tuple[float, np.ndarray]:
 def invertibility(patterns: np.ndarray, reference: np.ndarray | None = None) -> float:
     """SSIM between ``pinv(A) A x_ref`` and ``x_ref`` (paper's definition; 1 = nothing lost, noise-free).
 
-    ``reference`` defaults to a fixed battery-like image (``_phantoms.default_reference``) so numbers
+    ``reference`` defaults to a fixed battery-like image (``sim.phantoms.default_reference``) so numbers
     are comparable between pattern sets of the same image size.
     """
     pats = _as_patterns(patterns)

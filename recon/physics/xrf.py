@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import NxsciError, UnknownElementError
+from .._errors import NxsciError, UnknownElementError
 
 __all__ = [
     "XrfLine",

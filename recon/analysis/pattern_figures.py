@@ -12,8 +12,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ._errors import DatasetError
-from ._patterns import (
+from .._errors import DatasetError
+from .patterns import (
     DependenceMap,
     PatternReport,
     _as_patterns,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ._errors import DatasetError
+from .._errors import DatasetError
 
 __all__ = ["txm_thickness", "txm_gradient"]
 

@@ -34,7 +34,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ._errors import DatasetError, OutputError, OutputExistsError, UnknownElementError
+from .._errors import DatasetError, OutputError, OutputExistsError, UnknownElementError
 
 FORMAT_VERSION = "1"
 

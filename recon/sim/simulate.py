@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ._dataset import Dataset
-from ._phantoms import NATURAL_IMAGES, Phantom, battery_phantom, natural_phantom
-from ._physics import PatternPhysics
+from ..data.dataset import Dataset
+from ..physics.forward import PatternPhysics
+from .phantoms import NATURAL_IMAGES, Phantom, battery_phantom, natural_phantom
 
 __all__ = [
     "PATTERN_MODELS",

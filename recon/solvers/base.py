@@ -2,6 +2,9 @@
 
 Each method declares its parameters as a pydantic model, so the CLI, the REST service and the
 benchmarks validate them the same way and can publish a JSON schema of them.
+
+This module knows no concrete method: methods import it, never the reverse. Looking a method up by its
+name is :mod:`.registry`'s job.
 """
 
 from __future__ import annotations
@@ -14,11 +17,10 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ._errors import DatasetError, SolverError
-from ._physics import PatternPhysics
+from .._errors import DatasetError, SolverError
+from ..physics.forward import PatternPhysics
 
-__all__ = ["Solver", "SolverParams", "SolverResult", "ProgressCallback", "register_solver", "get_solver",
-           "available_methods", "method_schemas", "check_inputs"]
+__all__ = ["Solver", "SolverParams", "SolverResult", "ProgressCallback", "check_inputs"]
 
 #: called with (fraction done in [0, 1], short status text)
 ProgressCallback = Callable[[float, str], None]
@@ -134,38 +136,3 @@ def check_sigma(sigma: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
             raise DatasetError("uncertainties (sigma) of an element are all zero")
         s = np.where(s > 0, s, positive)
     return s
-
-
-_REGISTRY: dict[str, type[Solver]] = {}
-
-
-def register_solver(cls: type[Solver]) -> type[Solver]:
-    """Class decorator adding a method to the registry under ``cls.name``."""
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def available_methods() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def get_solver(method: str, params: dict[str, Any] | None = None) -> Solver:
-    """Instantiate a method by name; unknown names and bad parameters raise :class:`SolverError`."""
-    _load_builtin()
-    try:
-        cls = _REGISTRY[method]
-    except KeyError:
-        raise SolverError(f"unknown method '{method}': choose one of {', '.join(sorted(_REGISTRY))}") from None
-    return cls(params or {})
-
-
-def method_schemas() -> dict[str, dict[str, Any]]:
-    """JSON schema of each method's parameters (published by the REST service)."""
-    _load_builtin()
-    return {name: {"description": cls.description, "uses_txm": cls.uses_guide, "needs_txm": cls.needs_guide(),
-                   "parameters": cls.Params.model_json_schema()} for name, cls in sorted(_REGISTRY.items())}
-
-
-def _load_builtin() -> None:
-    from . import _model_choice, _pinv, _siren, _tv  # noqa: F401  (registration side effect)
