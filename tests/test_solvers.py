@@ -168,6 +168,8 @@ def test_discrepancy_rule_fits_to_the_noise_level_without_truth() -> None:
         assert res.info["weight_rule"] == "larger of cv and discrepancy"
         cv_weight = res.info["cross_validation"]["weight"]
         assert res.info["weight"] == pytest.approx(max(cv_weight, alone.info["weight"]), rel=1e-6)
+    # plain TV's 'auto' is CV alone, uncertainties or not (measured: its discrepancy weight over-regularises)
+    assert get_solver("tv").reconstruct_all(ys[:1], phys, sigma=sigma[:1])[0].info["weight_rule"] == "cv"
     # without uncertainties 'auto' cross-validates; 'discrepancy' says what it needs, and when it fails
     assert get_solver("composition-tv").reconstruct_all(ys[:1], phys, guide=ds.txm)[0].info["weight_rule"] == "cv"
     with pytest.raises(SolverError, match="signals_sigma"):
@@ -193,11 +195,12 @@ def test_reconstruct_uses_the_datasets_uncertainties_and_sets_unusable_ones_asid
     from nxsci.recon import reconstruct
 
     ds = _case(size=32, sampling=0.25, seed=1)
-    used = reconstruct(ds, elements=["Ni"])
+    # composition TV: the method whose 'auto' weight also searches the noise level (plain TV's is CV alone)
+    used = reconstruct(ds, elements=["Ni"], method="composition-tv")
     assert used.provenance["uncertainties"] == "signals_sigma used"
     assert "discrepancy" in used.solver_info["Ni"]  # the noise level was searched for
     ds.signals_sigma = np.zeros_like(ds.signals)  # e.g. a fit that reported no uncertainties
-    aside = reconstruct(ds, elements=["Ni"])
+    aside = reconstruct(ds, elements=["Ni"], method="composition-tv")
     assert aside.provenance["uncertainties"].startswith("signals_sigma ignored")
     assert "discrepancy" not in aside.solver_info["Ni"] and aside.solver_info["Ni"]["weight_rule"] == "cv"
     assert aside.metrics["Ni"]["psnr"] > 20
