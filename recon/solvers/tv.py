@@ -1,6 +1,6 @@
 """Total-variation baselines (TVAL3's class of method) behind our solver interface.
 
-Two backends: a converged exact-x-update ADMM (``_tv_admm``, default) and corrct's preconditioned PDHG
+Two backends: a converged exact-x-update ADMM (``tv_admm``, default) and corrct's preconditioned PDHG
 (the library reference; fixed iteration count, 2000 by default, which is not always converged on the
 strongly correlated recorded-like patterns).
 
@@ -427,7 +427,7 @@ class CompositionTVParams(TVParams):
 
 
 class CompositionTV(TV):
-    """TV on the composition r = map / TXM thickness; the map is r x thickness (see ``_txm_prior``).
+    """TV on the composition r = map / TXM thickness; the map is r x thickness (see ``txm_prior``).
 
     Particles are compositionally homogeneous while their thickness varies, so r is piecewise constant
     (TV's ideal) and the map inherits the TXM's sharp particle outlines; binder and other TXM-only
