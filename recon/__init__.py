@@ -35,6 +35,7 @@ from .solvers.siren import *  # noqa: F403
 from .solvers.siren_net import *  # noqa: F403
 from .solvers.txm_prior import *  # noqa: F403
 from .solvers.model_choice import *  # noqa: F403
+from .solvers.joint_tv import *  # noqa: F403
 from . import _errors, _reconstruct, analysis, data, physics, sim, solvers
 
 __all__ = sorted({*(n for m in (data.dataset, data.results, _errors, _reconstruct, physics.forward,
@@ -42,5 +43,5 @@ __all__ = sorted({*(n for m in (data.dataset, data.results, _errors, _reconstruc
                                 analysis.pattern_figures, sim.phantoms, sim.simulate, solvers.base,
                                 solvers.registry, solvers.pinv, solvers.tv, solvers.tv_admm, solvers.weight_selection,
                                 solvers.trust, solvers.txm_prior, solvers.siren, solvers.siren_net,
-                                solvers.model_choice)
+                                solvers.model_choice, solvers.joint_tv)
                     for n in m.__all__), "atomic_h5_write", "check_writable"})

@@ -153,4 +153,4 @@ print(json.dumps({"before": before, "middle": middle, "after": solvers(), "metho
     assert got["before"] == light, f"importing solvers.base loaded {sorted(set(got['before']) - set(light))}"
     assert got["middle"] == light
     assert {"nxsci.recon.solvers" + m for m in got["builtin"]} <= set(got["after"])
-    assert got["methods"] == ["auto", "composition-tv", "guided-tv", "pinv", "siren", "siren-paper", "tv"]
+    assert got["methods"] == ["auto", "composition-tv", "guided-tv", "joint-tv", "pinv", "siren", "siren-paper", "tv"]

@@ -40,10 +40,16 @@ def test_quick_run_has_every_family_and_finite_numbers(tmp_path: Path) -> None:
         for value in (r["default"]["psnr"], r["tv_auto"]["psnr"], r["oracle"]["psnr"], r["default_minus_oracle_db"],
                       r["tv_auto_minus_oracle_db"], r["seconds"], r["peak_mb"], r["default"]["ssim"]):
             assert isinstance(value, float) and math.isfinite(value), r
-    # no TXM: the default is plain TV with its automatic weight, so the two are the same maps
-    assert all(r["default_method"] == "auto -> tv" and r["same_maps_as_tv_auto"] for r in rows
-               if r["family"] in ("no-txm", "real-xrf-no-txm"))
-    assert all(r["default_method"] == "auto -> composition-tv" for r in rows if r["family"] == "battery")
+    # no TXM: the default is joint TV, each element keeping plain TV (then exactly tv's maps) where held-out
+    # measurements favour it
+    for r in rows:
+        if r["family"] in ("no-txm", "real-xrf-no-txm"):
+            assert r["default_method"] in ("auto -> tv", "auto -> joint-tv"), r
+            assert r["same_maps_as_tv_auto"] or r["default_method"] == "auto -> joint-tv", r
+    # battery (informative TXM): composition TV where the held-out evidence suffices; at this toy size (32x32,
+    # N = 102) it does not for every element (64x64: every element, tests/test_model_choice.py)
+    battery = [r["default_method"] for r in rows if r["family"] == "battery"]
+    assert "auto -> composition-tv" in battery and set(battery) <= {"auto -> composition-tv", "auto -> tv"}
     assert {r["element"] for r in rows if r["family"] == "real-xrf-no-txm"} == {"Fe", "Cr", "P", "S"}  # Si dropped
     table = run.stdout
     assert "Summary per family" in table and md.read_text().strip() == table.strip()

@@ -33,6 +33,8 @@ from scipy import ndimage
 from .._errors import SolverError
 from ..physics.forward import PatternPhysics
 from .base import ProgressCallback, Solver, SolverParams, SolverResult
+from .heldout import compare_heldout
+from .joint_tv import JointTV
 from .tv import TV, CompositionTV
 
 __all__ = ["AutoPrior", "AutoPriorParams", "estimate_txm_offset", "compare_heldout"]
@@ -81,21 +83,6 @@ def estimate_txm_offset(txm_thickness: np.ndarray, maps: list[np.ndarray], *, up
     return np.asarray(shift, dtype=np.float64), float(error)
 
 
-def compare_heldout(plain: np.ndarray, guided: np.ndarray, sigma: np.ndarray | None) -> dict[str, float]:
-    """Paired comparison of two models' held-out residuals of the same measurements: the mean of
-    ``plain^2 - guided^2`` (chi^2 units with sigma), its standard error, and each model's mean."""
-    w = 1.0 if sigma is None else 1.0 / np.square(np.asarray(sigma, dtype=np.float64))
-    a = np.square(plain) * w
-    b = np.square(guided) * w
-    d = a - b
-    n = d.size
-    se = float(np.std(d, ddof=1) / math.sqrt(n)) if n > 1 else float("inf")
-    gain = float(d.mean())
-    significance = gain / se if se > 0 else math.copysign(math.inf, gain) if gain else 0.0
-    return {"plain_heldout": float(a.mean()), "guided_heldout": float(b.mean()), "gain": gain,
-            "standard_error": se, "significance": float(significance)}
-
-
 def _pooled_significance(evidence: list[dict[str, float]]) -> float:
     """The elements' paired gains summed, over their standard errors combined (independent counting noise)."""
     if not evidence:
@@ -137,17 +124,17 @@ class AutoPrior(Solver):
         p = self.params
         ys = np.asarray(ys, dtype=np.float64)
         share = 0.45 if guide is not None else 1.0
-        # without a TXM there is nothing to compare: plain TV as `tv` runs it. With one, plain TV on composition
-        # TV's folds (the paired comparison needs the same held-out measurements) with its iteration cap (200):
-        # measured the same maps as a cap of 400 (64x64 at 5-25 %) in less time
-        tv_params = ({**self._sub_params(), "cv_iterations": 200}
-                     if guide is not None else {"weight": p.weight, "seed": p.seed})
-        plain = TV(tv_params).solve_many(
-            ys, physics, guide=None, progress=_span(progress, 0.0, share, "plain TV"), sigma=sigma)
         if guide is None:
-            for res in plain:
-                res.info.update(prior="tv", model_choice={"reason": "no TXM image"})
-            return plain
+            # no TXM: joint TV across elements, each element keeping plain TV where held-out data favour it
+            found = JointTV({"weight": p.weight, "seed": p.seed}).solve_many(ys, physics, guide=None,
+                                                                             progress=progress, sigma=sigma)
+            for res in found:
+                res.info.update(model_choice={"reason": "no TXM image"})
+            return found
+        # plain TV on composition TV's folds (the paired comparison needs the same held-out measurements) with
+        # its iteration cap (200): measured the same maps as a cap of 400 (64x64 at 5-25 %) in less time
+        plain = TV({**self._sub_params(), "cv_iterations": 200}).solve_many(
+            ys, physics, guide=None, progress=_span(progress, 0.0, share, "plain TV"), sigma=sigma)
         from .txm_prior import txm_thickness
 
         txm = np.asarray(guide, dtype=np.float64)

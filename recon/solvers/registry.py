@@ -28,6 +28,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     ".tv",  # tv, guided-tv, composition-tv
     ".siren",  # siren, siren-paper
     ".model_choice",  # auto
+    ".joint_tv",  # joint-tv
 )
 
 _REGISTRY: dict[str, type[Solver]] = {}

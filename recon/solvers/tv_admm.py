@@ -263,19 +263,36 @@ class ADMMPool:
         self._callbacks: list[Callable[[ADMMState], None]] = []
         self._v: dict[str, np.ndarray] = {}  # per-problem iterates, data and settings, stacked on axis 0
         self._basis: TVBasis | None = None
+        self._groups = 0
         self.passes = 0
 
     def submit(self, system: TVSystem, y: np.ndarray, lam: float, *, on_done: Callable[[ADMMState], None],
                pixel_weights: np.ndarray | float = 1.0, max_iter: int = 500, tol: float = 1e-4,
-               rho: float | None = None, warm: ADMMState | None = None) -> None:
+               rho: float | None = None, warm: ADMMState | None = None, group: int | None = None,
+               data_weight: float = 1.0) -> None:
         """Queue a problem (``y`` on ``system``'s rows); it joins at the next iteration, ``on_done`` gets its
-        final state (and may submit more)."""
+        final state (and may submit more).
+
+        ``group`` (from :meth:`new_group`): problems of one group share one vectorial TV term, the gradient
+        magnitude summed over the group's maps (joint TV across elements); submit all members before the pool
+        next iterates, with the same system, ``lam``, ``rho`` and caps: they iterate and finish together.
+        ``data_weight`` d scales the problem's data term (d/2 ||A x - y||^2), which sets its share of the
+        group's weight."""
         if self._basis is None:
             self._basis = system.basis
         elif system.basis is not self._basis:
             raise ValueError("ADMMPool: all problems must be on one basis")
+        if not data_weight > 0:
+            raise ValueError("ADMMPool: data_weight must be > 0")
         self._new.append(dict(system=system, y=np.asarray(y, dtype=np.float64), lam=float(lam), pw=pixel_weights,
-                              max_iter=int(max_iter), tol=float(tol), rho=rho, warm=warm, on_done=on_done))
+                              max_iter=int(max_iter), tol=float(tol), rho=rho, warm=warm, on_done=on_done,
+                              group=self.new_group() if group is None else int(group),
+                              data_weight=float(data_weight)))
+
+    def new_group(self) -> int:
+        """A fresh group id for :meth:`submit` (problems sharing one joint TV term)."""
+        self._groups += 1
+        return self._groups
 
     def run(self, on_pass: Callable[[int], None] | None = None) -> None:
         """Iterate until every problem, including those submitted meanwhile, has finished; ``on_pass(passes)``
@@ -306,6 +323,9 @@ class ADMMPool:
                "thr": np.stack([np.broadcast_to((lam[p] / rho[p]) * np.asarray(q["pw"], dtype=np.float64), shape)
                                 for p, q in enumerate(new)]),
                "rho": rho, "aty_norm": np.maximum(np.sqrt((aty**2).sum(axis=(1, 2))), 1e-300),
+               # the x-update's penalty: rho / d (the data term d/2 ||A x - y||^2 divided through by d)
+               "xrho": rho / np.array([q["data_weight"] for q in new], dtype=np.float64),
+               "group": np.array([q["group"] for q in new], dtype=np.int64),
                "max_iter": np.array([q["max_iter"] for q in new]), "tol": np.array([q["tol"] for q in new]),
                "iterations": np.zeros(len(new), dtype=np.int64)}
         for p, q in enumerate(new):
@@ -324,10 +344,9 @@ class ADMMPool:
 
     def _iterate(self) -> None:
         v, relax = self._v, self.relax
-        rho = v["rho"]
-        r = rho[:, None, None]
-        rhs = v["aty"] + r * (_grad_adjoint(v["z1"] - v["u1"]) + (v["z2"] - v["u2"]))
-        xa = solve_systems(self._systems, rhs, rho)
+        rho, xrho = v["rho"], v["xrho"]
+        rhs = v["aty"] + xrho[:, None, None] * (_grad_adjoint(v["z1"] - v["u1"]) + (v["z2"] - v["u2"]))
+        xa = solve_systems(self._systems, rhs, xrho)
         self.passes += 1
         gx = _grad(xa)
         z1_old, z2_old = v["z1"], v["z2"]
@@ -336,7 +355,14 @@ class ADMMPool:
         else:
             gh, xh = gx, xa
         v1 = gh + v["u1"]
-        norm = np.sqrt((v1**2).sum(axis=1))
+        groups, members = np.unique(v["group"], return_inverse=True)
+        joint = groups.size < members.size  # some problems share a (vectorial) TV term
+        sq = (v1**2).sum(axis=1)
+        if joint:  # the group's gradient magnitude: squares summed over its maps
+            acc = np.zeros((groups.size, *sq.shape[1:]))
+            np.add.at(acc, members, sq)
+            sq = acc[members]
+        norm = np.sqrt(sq)
         z1 = v1 * np.maximum(1.0 - v["thr"] / np.maximum(norm, 1e-300), 0.0)[:, None]
         z2 = np.maximum(xh + v["u2"], 0.0) if self.nonnegative else xh + v["u2"]
         v["x"], v["z1"], v["z2"] = xa, z1, z2
@@ -349,10 +375,14 @@ class ADMMPool:
         if check.size:
             c = check
             primal = np.sqrt(((gx[c] - z1[c]) ** 2).sum(axis=(1, 2, 3)) + ((xa[c] - z2[c]) ** 2).sum(axis=(1, 2)))
-            dual = rho[c] * np.sqrt((_grad_adjoint(z1[c] - z1_old[c]) ** 2).sum(axis=(1, 2))
+            dual = xrho[c] * np.sqrt((_grad_adjoint(z1[c] - z1_old[c]) ** 2).sum(axis=(1, 2))
                                     + ((z2[c] - z2_old[c]) ** 2).sum(axis=(1, 2)))
             scale = np.maximum(np.sqrt((gx[c] ** 2).sum(axis=(1, 2, 3)) + (xa[c] ** 2).sum(axis=(1, 2))), 1e-300)
             finished[c] = (primal <= v["tol"][c] * scale) & (dual <= v["tol"][c] * v["aty_norm"][c])
+        if joint:  # a group finishes when all its members have
+            open_members = np.zeros(groups.size, dtype=np.int64)
+            np.add.at(open_members, members, ~finished)
+            finished = open_members[members] == 0
         if not finished.any():
             return
         done = np.flatnonzero(finished)
