@@ -31,7 +31,7 @@ from ..physics.forward import PatternPhysics, single_threaded_blas
 from .base import ProgressCallback, SolverResult
 from .heldout import compare_heldout
 from .tv import TV, TVParams, map_scale
-from .tv_admm import ADMMPool, TVBasis, TVSystem
+from .tv_admm import ADMMPool, ADMMState, TVBasis, TVSystem
 from .weight_selection import kfold_masks
 
 __all__ = ["JointTV", "JointTVParams"]
@@ -68,11 +68,12 @@ class JointTV(TV):
             return plain
         t0 = time.perf_counter()
         weights = np.array([float(res.info["weight"]) for res in plain])
+        w_ref = float(np.exp(np.mean(np.log(weights))))
         cross_validate = all(res.heldout is not None for res in plain)
         with single_threaded_blas():
-            maps, heldout, passes = self._joint_fits(ys, physics, weights, cross_validate, progress)
+            maps, heldout, residuals, passes = self._joint_fits(ys, physics, w_ref, w_ref / weights, cross_validate,
+                                                                progress)
         seconds = time.perf_counter() - t0
-        w_ref = float(np.exp(np.mean(np.log(weights))))
         out = []
         for e, res in enumerate(plain):
             joint_info = {"weight_reference": w_ref, "data_weight": w_ref / weights[e], "passes": passes,
@@ -87,59 +88,57 @@ class JointTV(TV):
                         f"({evidence['significance']:+.1f} standard errors); the plain TV map is returned")
                     out.append(res)
                     continue
-            x = maps[e]
-            info = {**res.info, "prior": "joint-tv", "joint": joint_info,
-                    "relative_residual": float(np.linalg.norm(physics.numpy_matrix().astype(np.float64) @ x.ravel()
-                                                              - ys[e]) / max(np.linalg.norm(ys[e]), 1e-300))}
-            out.append(SolverResult(x=x.astype(np.float32), info=info, heldout=heldout[e] if cross_validate else None))
+            info = {**res.info, "prior": "joint-tv", "joint": joint_info, "relative_residual": residuals[e]}
+            out.append(SolverResult(x=maps[e].astype(np.float32), info=info,
+                                    heldout=heldout[e] if cross_validate else None))
         if progress:
             progress(1.0, "priors " + ", ".join(str(r.info["prior"]) for r in out))
         return out
 
-    def _joint_fits(self, ys: np.ndarray, physics: PatternPhysics, weights: np.ndarray, cross_validate: bool,
-                    progress: ProgressCallback | None) -> tuple[list[np.ndarray], list[np.ndarray], int]:
-        """The joint fit on the full data (maps in the measurements' units) and, with ``cross_validate``, on
-        plain TV's folds (held-out residuals, same units); all in one ADMM pool."""
+    def _joint_fits(self, ys: np.ndarray, physics: PatternPhysics, w_ref: float, data_weight: np.ndarray,
+                    cross_validate: bool, progress: ProgressCallback | None
+                    ) -> tuple[list[np.ndarray], list[np.ndarray], list[float], int]:
+        """The joint fit on the full data (maps in the measurements' units, and their relative residuals) and,
+        with ``cross_validate``, on plain TV's folds (held-out residuals, same units); all in one ADMM pool."""
         p = self.params
         a = physics.numpy_matrix().astype(np.float64)
         scales = np.array([map_scale(a, y) for y in ys])
         yn = ys / scales[:, None]
         n_el, n = yn.shape
-        lam = float(np.exp(np.mean(np.log(weights)))) * physics.compute_norm() ** 2
-        data_weight = np.exp(np.mean(np.log(weights))) / weights
+        lam = w_ref * physics.compute_norm() ** 2
         masks = kfold_masks(n, p.cv_folds, p.seed) if cross_validate else []
         threads = p.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
                                 (os.cpu_count() or 1))
-        fold_maps: dict[tuple[int, int], np.ndarray] = {}
-        final: dict[int, np.ndarray] = {}
+        fits: dict[tuple[int, int], np.ndarray] = {}  # (fold, element); fold -1: the full data
         with ThreadPoolExecutor(max_workers=threads) as passes:
             basis = TVBasis(a, physics.img_shape, executor=passes, blocks=threads)
             pool = ADMMPool(nonnegative=p.nonnegative)
 
-            def submit_group(system: TVSystem, rows: np.ndarray | None, store: dict, key: object,  # type: ignore[type-arg]
-                             max_iter: int, tol: float) -> None:
-                group = pool.new_group()
+            def submit_group(fold: int, rows: np.ndarray | None, max_iter: int, tol: float) -> None:
+                system, group = TVSystem(basis, rows=rows), pool.new_group()
                 for e in range(n_el):
-                    def done(state: object, e: int = e) -> None:
-                        store[(key, e) if key is not None else e] = state.z2 if p.nonnegative else state.x  # type: ignore[attr-defined]
+                    def done(state: ADMMState, e: int = e) -> None:
+                        fits[fold, e] = state.z2 if p.nonnegative else state.x
 
                     pool.submit(system, yn[e] if rows is None else yn[e][rows], lam, group=group,
                                 data_weight=float(data_weight[e]), max_iter=max_iter, tol=tol, on_done=done)
 
             for k, held in enumerate(masks):
-                submit_group(TVSystem(basis, rows=~held), ~held, fold_maps, k, p.cv_iterations, p.cv_tolerance)
-            submit_group(TVSystem(basis), None, final, None, p.iterations, p.tolerance)
+                submit_group(k, ~held, p.cv_iterations, p.cv_tolerance)
+            submit_group(-1, None, p.iterations, p.tolerance)
 
             def heartbeat(count: int) -> None:
                 if progress is not None and count % 10 == 0:
                     progress(0.6 + 0.39 * min(count / PLANNED_PASSES, 1.0), f"joint TV: pass {count}")
 
             pool.run(heartbeat)
-        maps = [final[e] * scales[e] for e in range(n_el)]
+        maps = [fits[-1, e] * scales[e] for e in range(n_el)]
+        residuals = [float(np.linalg.norm(a @ fits[-1, e].ravel() - yn[e]) / max(np.linalg.norm(yn[e]), 1e-300))
+                     for e in range(n_el)]
         heldout = []
         for e in range(n_el):
             r = np.empty(n)
             for k, held in enumerate(masks):
-                r[held] = a[held] @ fold_maps[(k, e)].ravel() - yn[e][held]
+                r[held] = a[held] @ fits[k, e].ravel() - yn[e][held]
             heldout.append(r * scales[e])
-        return maps, heldout, pool.passes
+        return maps, heldout, residuals, pool.passes
