@@ -30,19 +30,41 @@ def test_importing_a_layer_pulls_in_nothing_above_it(module: str) -> None:
 LAYER_FOLDERS = {"nxsci.recon": "recon", "nxsci.devices": "devices", "nxsci.plans": "plans"}
 
 
+#: where each of the distribution's packages lives (pyproject's package-dir), to tell modules from names
+PACKAGE_FOLDERS = {"nxsci": "nxsci", "nxsci.recon": "recon", "nxsci.devices": "devices", "nxsci.plans": "plans",
+                   "nxsci.services": "services"}
+
+
+def _is_module(name: str) -> bool:
+    """Whether ``name`` is a module or subpackage of this distribution (found in its folders)."""
+    if name in PACKAGE_FOLDERS:
+        return True
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        folder = PACKAGE_FOLDERS.get(".".join(parts[:cut]))
+        if folder is not None:
+            path = ROOT / folder / Path(*parts[cut:])
+            return path.with_suffix(".py").is_file() or path.is_dir()
+    return False
+
+
 def _imported_modules(path: Path, package: str) -> set[str]:
-    """Every module a file imports, at any depth (lazy imports inside functions count too)."""
+    """Every module a file imports, at any depth (lazy imports inside functions count too): ``from M import n``
+    counts as M.n when that is a module of this distribution, else as M (a name taken from M runs M's
+    ``__init__``)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
             if node.level:
-                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                found.add(f"{base}.{node.module}" if node.module else base)
-            elif node.module:
-                found.add(node.module)
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                found.add(sub if _is_module(sub) else base)
     return found
 
 
@@ -100,33 +122,12 @@ REGISTRY = "nxsci.recon.solvers.registry"
 REGISTRY_HOLDERS = {"nxsci.recon", "nxsci.recon.solvers", REGISTRY}
 
 
-def _import_targets(path: Path, package: str) -> set[str]:
-    """What a file imports, at any depth: ``from M import n`` counts as M.n when that is a module of the
-    package, else as M (a name taken from M runs M's ``__init__``)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{parent}.{base}" if base else parent
-            for alias in node.names:
-                sub = f"{base}.{alias.name}"
-                folder = ROOT / "recon" / Path(*sub.split(".")[2:]) if sub.startswith("nxsci.recon.") else None
-                is_module = folder is not None and (folder.with_suffix(".py").is_file() or folder.is_dir())
-                found.add(sub if is_module else base)
-    return found
-
-
 def test_solver_modules_never_import_the_registry() -> None:
     """Solvers import ``base`` (and each other); only the registry knows them, so there is no import cycle."""
     modules = sorted(p for p in SOLVERS.glob("*.py") if p.name not in {"__init__.py", "registry.py"})
     assert {p.stem for p in modules} >= {"base", "tv", "pinv", "siren", "model_choice"}
     offenders = [f"{p.relative_to(ROOT)} imports {mod}" for p in modules
-                 for mod in sorted(_import_targets(p, "nxsci.recon.solvers")) if mod in REGISTRY_HOLDERS]
+                 for mod in sorted(_imported_modules(p, "nxsci.recon.solvers")) if mod in REGISTRY_HOLDERS]
     assert not offenders, "a solver module imports the registry (or a namespace that does):\n" + "\n".join(offenders)
 
 
