@@ -194,19 +194,24 @@ class LocalExecutor:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _dask_task(spec: JobSpec) -> dict[str, Any]:
-    """Runs on a dask worker: progress through a distributed Variable, cancellation through an Event."""
-    from distributed import Event, Variable
+#: where a job's progress lies on the scheduler (its metadata store: a plain dict, read without waiting)
+PROGRESS_KEY = "nxsci-progress"
 
-    progress = Variable(f"nxsci-progress-{spec.job_id}")
+
+def _dask_task(spec: JobSpec) -> dict[str, Any]:
+    """Runs on a dask worker: progress into the scheduler's metadata, cancellation through an Event."""
+    from distributed import Event, get_client
+
+    client = get_client()
     cancel = Event(f"nxsci-cancel-{spec.job_id}")
     last = {"report": 0.0, "check": 0.0, "cancelled": False}
+    where = [PROGRESS_KEY, spec.job_id]
 
     def report(fraction: float, text: str) -> None:
         now = time.monotonic()
         if now - last["report"] > 0.3 or fraction >= SOLVE_SPAN[1]:
             last["report"] = now
-            progress.set([fraction, text])
+            client.set_metadata(where, [fraction, text])
 
     def cancelled() -> bool:
         now = time.monotonic()
@@ -215,7 +220,7 @@ def _dask_task(spec: JobSpec) -> dict[str, Any]:
             last["cancelled"] = cancel.is_set()
         return bool(last["cancelled"])
 
-    progress.set([0.0, "started"])
+    client.set_metadata(where, [0.0, "started"])
     try:
         return {"status": "succeeded", **execute_job(spec, report, cancelled)}
     except JobCancelled:
@@ -223,11 +228,15 @@ def _dask_task(spec: JobSpec) -> dict[str, Any]:
     except BaseException as exc:
         return {"status": "failed", "error": describe_failure(exc), "traceback": traceback.format_exc()}
     finally:
-        progress.delete()
+        client.set_metadata(where, None)  # no delete in the metadata API: a None per finished job
 
 
 class DaskExecutor:
-    """Jobs as tasks on a dask.distributed cluster (one thread per job watches its future)."""
+    """Jobs as tasks on a dask.distributed cluster (one thread per job watches its future).
+
+    The watcher waits on the future itself and reads the job's progress from the scheduler's metadata, which
+    never blocks: a blocking ``Variable.get`` (one condition shared by all variables on the scheduler) was the
+    only wait in the loop that must notice the job's end, and a cancelled job once stayed "running" in CI."""
 
     kind = "dask"
 
@@ -251,23 +260,22 @@ class DaskExecutor:
                          name=f"nxsci-watch-{spec.job_id[:8]}").start()
 
     def _watch(self, job_id: str, future: Any) -> None:
-        from distributed import TimeoutError as DaskTimeout
-        from distributed import Variable
-
         cb = self.callbacks
-        progress = Variable(f"nxsci-progress-{job_id}", client=self.client)
+        seen: Any = None
+        ended = threading.Event()
+        future.add_done_callback(lambda _: ended.set())
         try:
             while not self._closing.is_set() and not future.done():
-                try:
-                    value = progress.get(timeout=0.5)
-                except (DaskTimeout, TimeoutError):
+                ended.wait(0.5)
+                value = self.client.get_metadata([PROGRESS_KEY, job_id], None)
+                if value is None or value == seen:
                     continue
+                seen = value
                 if job_id not in self._started:
                     self._started.add(job_id)
                     if not cb.on_start(job_id):
                         self.cancel(job_id)
                 cb.on_progress(job_id, float(value[0]), str(value[1]))
-                self._closing.wait(0.25)
             if self._closing.is_set():
                 return
             if future.cancelled():

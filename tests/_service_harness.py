@@ -156,7 +156,12 @@ class ServiceProcess:
         return found[0]
 
     def log_tail(self, n: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
+        """The end of the service's log without the access lines of successful requests (the polling)."""
+        if not self.log_path.exists():
+            return ""
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        kept = [line for line in lines if not (line.startswith("INFO:") and '" 200 OK' in line)]
+        return "\n".join(kept)[-n:]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         assert self.proc is not None

@@ -298,9 +298,12 @@ def test_motors_move_together_with_one_status(beamline: Beamline) -> None:
 
     SubscriptionStatus(axes[0].motor_done_move, lambda value, **_: value == 1 and abs(axes[0].position - 0.9) < 1e-9,
                        run=True).wait(5)  # the record finished that move
+    # a long move, so that the stop comes before its end however busy the machine; the sim then stops it
+    # whether the stop is processed mid-move or before the move has started (as a real record would)
+    beamline.records.timing = beamline.records.timing.model_copy(update={"move_time_s": 30.0})
     stopped = MotorsMove([(axes[0], -0.9)])
     axes[0].stop()  # as EpicsMotor: the move ends (DMOV) where the motor stopped
-    stopped.wait(5)
+    stopped.wait(10)
     assert axes[0].user_readback.get() > -0.9
     assert MotorsMove([]).done
 

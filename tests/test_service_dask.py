@@ -43,7 +43,11 @@ def test_jobs_run_on_a_dask_cluster(tmp_path: Path) -> None:
             running = svc.wait_job(long["id"], {"running"}, timeout=120)
             assert running["status"] == "running"
             assert svc.delete(f"/api/v1/reconstructions/{long['id']}").status_code == 202
-            cancelled = svc.wait_job(long["id"], timeout=120)
+            try:
+                cancelled = svc.wait_job(long["id"], timeout=120)
+            except AssertionError as exc:  # say where the worker is (the job's stack), not only that it hung
+                with Client(cluster.scheduler_address) as dc:
+                    raise AssertionError(f"{exc}\nworker stacks: {dc.call_stack()}") from None
             assert cancelled["status"] == "cancelled", cancelled
             after = svc.wait_job(svc.submit({"run_uid": quick, **FAST_TV, "elements": ["Mn"]})["id"], timeout=120)
             assert after["status"] == "succeeded"

@@ -496,10 +496,20 @@ class _Motor:
         self.records, self.pv, self.axis = records, pv, axis
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._stop_lock = threading.Lock()  # a STOP and the start of a move, one at a time
+        self._moving = False
+        self._processed_target: float | None = None  # the VAL of the last move that started
+        self._stopped_target: float | None = None  # a commanded VAL that a STOP came before
 
     def stop(self, value: Any) -> None:
+        """Stop the move in progress, or the one commanded but not yet started: puts to VAL and STOP run in
+        separate threads here, while a real record processes them in the order the client sent them."""
         if int(value):
-            self._stop.set()
+            with self._stop_lock:
+                commanded = float(self.records.io.get(self.pv + ".VAL"))
+                if not self._moving and commanded != self._processed_target:
+                    self._stopped_target = commanded
+                self._stop.set()
 
     def move(self, value: Any) -> float | None:
         io, model, pv = self.records.io, self.records.model, self.pv
@@ -517,29 +527,42 @@ class _Motor:
                 io.post(pv + ".DMOV", 1)
                 return start
             io.post(pv + ".LVIO", 0)
-            self._stop.clear()
-            io.post(pv + ".TDIR", int(target >= start))
-            io.post(pv + ".DMOV", 0)
-            io.post(pv + ".MOVN", 1)
-            duration = self.records.timing.move_time_s if target != start else 0.0
-            t0 = time.monotonic()
-            position = start
-            while duration > 0:
-                fraction = min(1.0, (time.monotonic() - t0) / duration)
-                position = start + fraction * (target - start)
-                model.set_position(self.axis, position)
-                io.post(pv + ".RBV", position)
-                if fraction >= 1.0 or self._stop.is_set():
-                    break
-                time.sleep(min(_TICK_S, duration * (1.0 - fraction)))
-            final = position if self._stop.is_set() else target
-            model.set_position(self.axis, final)
-            model.arrive(self.axis)
-            io.post(pv + ".RBV", final)
-            io.post(pv + ".DRBV", final)
-            io.post(pv + ".MOVN", 0)
-            io.post(pv + ".DMOV", 1)
-            return final if self._stop.is_set() else None
+            with self._stop_lock:
+                if self._stopped_target != target:
+                    self._stop.clear()
+                self._stopped_target = None
+                self._processed_target = target
+                self._moving = True
+            try:
+                return self._travel(start, target)
+            finally:
+                with self._stop_lock:
+                    self._moving = False
+
+    def _travel(self, start: float, target: float) -> float | None:
+        io, model, pv = self.records.io, self.records.model, self.pv
+        io.post(pv + ".TDIR", int(target >= start))
+        io.post(pv + ".DMOV", 0)
+        io.post(pv + ".MOVN", 1)
+        duration = self.records.timing.move_time_s if target != start else 0.0
+        t0 = time.monotonic()
+        position = start
+        while duration > 0:
+            fraction = min(1.0, (time.monotonic() - t0) / duration)
+            position = start + fraction * (target - start)
+            model.set_position(self.axis, position)
+            io.post(pv + ".RBV", position)
+            if fraction >= 1.0 or self._stop.is_set():
+                break
+            time.sleep(min(_TICK_S, duration * (1.0 - fraction)))
+        final = position if self._stop.is_set() else target
+        model.set_position(self.axis, final)
+        model.arrive(self.axis)
+        io.post(pv + ".RBV", final)
+        io.post(pv + ".DRBV", final)
+        io.post(pv + ".MOVN", 0)
+        io.post(pv + ".DMOV", 1)
+        return final if self._stop.is_set() else None
 
 
 def _mirror(records: BeamlineRecords, other: str) -> Any:
