@@ -68,11 +68,19 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         chosen = (f"weight {info['weight']:.3g}" if "weight" in info else
                   f"rank {info['rank']}" if "rank" in info else "")
         metr = "  ".join(f"{k} {v:.4g}" for k, v in result.metrics[element].items())
-        print(f"  {element}: {result.timings[f'{element}_s']:.2f} s  {chosen}  {metr}")
+        print(f"  {element}: {result.timings[f'{element}_s']:.2f} s  {_prior_line(result.priors()[element])}"
+              f"  {chosen}  {metr}")
     for warning in getattr(result, "warnings", []):  # next to the numbers it qualifies
         print(f"  WARNING {warning}")
     print(f"wrote {path}")
     return 0
+
+
+def _prior_line(prior: dict[str, Any]) -> str:
+    """'prior composition-tv (held-out +3.1 SE)': what ``auto`` chose for an element, and on what evidence."""
+    evidence = (f" (held-out {prior['significance']:+.1f} SE)" if isinstance(prior.get("significance"), (int, float))
+                else f" ({prior['reason']})" if "reason" in prior else "")
+    return f"prior {prior['prior']}{evidence}"
 
 
 def cmd_patterns(args: argparse.Namespace) -> int:

@@ -35,9 +35,14 @@ const API = "/api/v1";
 const shown = {};   // job id -> status shown, so finished rows (and their images) are not rebuilt
 function esc(s) { return String(s).replace(/[&<>"']/g, c => "&#" + c.charCodeAt(0) + ";"); }
 function fmt(v) { return typeof v === "number" ? v.toPrecision(4) : esc(v); }
+// the prior each element got ("auto" chooses per element), next to its name
+function priorHtml(job, el) {
+  const prior = (job.priors || {})[el];
+  return prior && prior.prior !== job.method ? ' <span class="prior">(' + esc(prior.prior) + ")</span>" : "";
+}
 function metricsHtml(job) {
   return Object.entries(job.metrics || {}).map(([el, m]) =>
-    "<b>" + esc(el) + "</b>: " + Object.entries(m).filter(([k]) => ["residual", "frc_px", "psnr"].includes(k))
+    "<b>" + esc(el) + "</b>" + priorHtml(job, el) + ": " + Object.entries(m).filter(([k]) => ["residual", "frc_px", "psnr"].includes(k))
       .map(([k, v]) => esc(k) + " " + fmt(v)).join(", ")).join("<br>") + warningsHtml(job);
 }
 // the reconstruction's own doubts (e.g. a map not to be trusted), shown with the numbers they qualify

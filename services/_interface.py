@@ -296,7 +296,8 @@ class ReconstructionService:
         self.store.update(job_id, only_if_status=("running",), status="succeeded", progress=1.0, stage="done",
                           finished=time.time(), timings=timings, metrics=outcome["metrics"],
                           result_uri=outcome["result_uri"], elements=outcome["elements"],
-                          method=outcome["method"], warnings=[str(w) for w in outcome.get("warnings") or []])
+                          method=outcome["method"], warnings=[str(w) for w in outcome.get("warnings") or []],
+                          priors=dict(outcome.get("priors") or {}))
 
     def on_error(self, job_id: str, message: str) -> None:
         assert self.store is not None

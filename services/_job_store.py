@@ -43,9 +43,11 @@ _jobs = sa.Table(
     sa.Column("cancel_requested", sa.Boolean, nullable=False),
     # added after the first release: nullable, so that older tables gain it with ALTER TABLE (see _upgrade)
     sa.Column("warnings", sa.JSON, nullable=True),
+    # per element: the prior ``auto`` chose and its evidence (``ReconResult.priors()``)
+    sa.Column("priors", sa.JSON, nullable=True),
 )
 #: columns newer than the first table layout, added to an existing table when missing
-_ADDED_COLUMNS = ("warnings",)
+_ADDED_COLUMNS = ("warnings", "priors")
 _meta = sa.Table("nxsci_meta", _md, sa.Column("key", sa.String(64), primary_key=True),
                  sa.Column("value", sa.Text, nullable=False))
 _triggered = sa.Table("nxsci_triggered", _md, sa.Column("run_uid", sa.String(256), primary_key=True),
@@ -73,12 +75,14 @@ class JobRecord:
     error: str | None
     cancel_requested: bool
     warnings: list[str] = dataclasses.field(default_factory=list)
+    priors: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:
-        """A record from a table row (rows written before ``warnings`` existed have NULL there)."""
+        """A record from a table row (rows written before ``warnings`` or ``priors`` existed have NULL there)."""
         values = dict(row)
         values["warnings"] = [str(w) for w in values.get("warnings") or []]
+        values["priors"] = dict(values.get("priors") or {})
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
@@ -136,7 +140,7 @@ class JobStore:
         row = dict(id=uuid.uuid4().hex, run_uid=run_uid, elements=elements, method=method, params=params,
                    origin=origin, status="queued", progress=0.0, stage="queued", created=time.time(),
                    started=None, finished=None, attempts=0, timings={}, metrics={}, result_uri=None, error=None,
-                   cancel_requested=False, warnings=[])
+                   cancel_requested=False, warnings=[], priors={})
         with self._lock, self.engine.begin() as conn:
             conn.execute(_jobs.insert().values(**row))
         return JobRecord(**row)

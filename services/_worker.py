@@ -89,7 +89,8 @@ def execute_job(spec: JobSpec, report: Callable[[float, str], None] | None = Non
     timings["job_s"] = time.perf_counter() - t0
     summary = result.summary()
     return {"metrics": summary["metrics"], "timings": timings, "result_uri": uri, "method": result.method,
-            "elements": list(result.elements), "warnings": result_warnings(result)}
+            "elements": list(result.elements), "warnings": result_warnings(result),
+            "priors": summary.get("priors") or {}}
 
 
 #: the job's progress: loading the run (registration, spectrum fitting) takes seconds, the solve up to hours,

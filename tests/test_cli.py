@@ -29,6 +29,23 @@ def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def test_the_default_says_which_prior_each_element_got(small_dataset: Path, tmp_path: Path) -> None:
+    """``auto`` (the default) prints, per element, the prior it chose and the held-out evidence; the result
+    file keeps the same record."""
+    out_file = tmp_path / "auto.h5"
+    out = run("reconstruct", str(small_dataset), "-o", str(out_file), "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "method auto" in out.stdout
+    priors = load_result(out_file).priors()
+    assert set(priors) == {"Mn", "Co", "Ni"}
+    for element, prior in priors.items():
+        assert prior["prior"] in {"composition-tv", "tv"} and "txm_blur_px" in prior and "txm_offset_px" in prior
+        line = next(line for line in out.stdout.splitlines() if line.strip().startswith(f"{element}:"))
+        assert f"prior {prior['prior']} (" in line, line
+        if "significance" in prior:
+            assert f"held-out {prior['significance']:+.1f} SE" in line, line
+
+
 def test_reconstruct_writes_a_result_with_provenance(small_dataset: Path, tmp_path: Path) -> None:
     out_file = tmp_path / "maps.h5"
     out = run("reconstruct", str(small_dataset), "-o", str(out_file), "--method", "tv", "--elements", "Co,Ni",

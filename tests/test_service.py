@@ -71,6 +71,7 @@ def test_reconstruction_lifecycle_and_result_in_tiled(env: dict[str, Any]) -> No
     assert job["status"] == "succeeded", job
     assert job["progress"] == 1.0 and job["error"] is None and job["warnings"] == []
     assert set(job["metrics"]) == {"Ni", "Co"}
+    assert job["priors"] == {"Ni": {"prior": "tv"}, "Co": {"prior": "tv"}}  # a method chosen by name: no choice
     ni = job["metrics"]["Ni"]
     assert ni["residual"] < 0.05          # the maps explain the measurements
     assert ni["psnr"] > 20                 # against the simulation's ground truth (25 dB measured)
@@ -241,9 +242,24 @@ def test_job_warnings_reach_the_job_the_result_and_the_dashboard(env: dict[str, 
     assert "warningsHtml(job)" in svc.get("/").text  # the dashboard shows them next to the metrics
 
 
+def test_the_default_method_reports_each_elements_prior(env: dict[str, Any]) -> None:
+    """No method: ``auto`` chooses a prior per element; the job and the result in tiled say which, and why."""
+    svc = env["svc"]
+    job = svc.wait_job(svc.submit({"run_uid": env["runs"]["sim"], "elements": ["Mn", "Ni"]})["id"], timeout=300)
+    assert job["status"] == "succeeded", job
+    assert job["method"] == "auto" and set(job["priors"]) == {"Mn", "Ni"}
+    for prior in job["priors"].values():
+        assert prior["prior"] in {"composition-tv", "tv"} and prior["reason"]
+        assert isinstance(prior["txm_blur_px"], float) and len(prior["txm_offset_px"]) == 2
+    from tiled.client import from_uri
+
+    assert from_uri(job["result_uri"], api_key=TILED_KEY).metadata["priors"] == job["priors"]
+
+
 def test_jobs_of_the_old_table_layout_are_served(env: dict[str, Any]) -> None:
     job = env["svc"].job(env["old_job"])
     assert job["status"] == "succeeded" and job["warnings"] == [] and job["metrics"] == {"Ni": {"residual": 0.01}}
+    assert job["priors"] == {}
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -261,7 +277,7 @@ def test_job_store_upgrades_the_old_table_and_keeps_warnings(request: pytest.Fix
     again = JobStore(url)  # a second start finds the column there
     try:
         assert again.get(job.id).warnings == ["Mn: map not trustworthy: test"]
-        assert again.get(old_id).to_json()["warnings"] == []
+        assert again.get(old_id).to_json()["warnings"] == [] and again.get(old_id).priors == {}
     finally:
         again.close()
 

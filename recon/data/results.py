@@ -63,6 +63,26 @@ class ReconResult:
     #: what a user must know before using the maps, one line each, starting with the element
     warnings: list[str] = dataclasses.field(default_factory=list)
 
+    def priors(self) -> dict[str, dict[str, Any]]:
+        """Per element, the prior its map was made with and why (``auto`` chooses one per element): ``prior``,
+        ``reason``, the held-out evidence (``significance`` in standard errors, ``pooled_significance``) and
+        the TXM's estimated ``txm_offset_px`` / ``txm_blur_px`` where they exist."""
+        out: dict[str, dict[str, Any]] = {}
+        for element in self.elements:
+            info = self.solver_info.get(element, {})
+            choice = info.get("model_choice") or {}
+            entry: dict[str, Any] = {"prior": info.get("prior", self.method)}
+            if "reason" in choice:
+                entry["reason"] = choice["reason"]
+            for key in ("significance", "pooled_significance"):
+                if key in choice:
+                    entry[key] = choice[key]
+            for key in ("txm_offset_px", "txm_realigned", "txm_blur_px"):
+                if key in info:
+                    entry[key] = info[key]
+            out[element] = _jsonable(entry)
+        return out
+
     def map(self, element: str) -> np.ndarray:
         if element not in self.elements:
             raise DatasetError(f"unknown element '{element}': result has {', '.join(self.elements)}")
@@ -72,7 +92,8 @@ class ReconResult:
         """JSON-friendly summary (no arrays): what a report or REST response shows."""
         return _jsonable({"method": self.method, "elements": self.elements, "parameters": self.parameters,
                           "metrics": self.metrics, "timings": self.timings, "provenance": self.provenance,
-                          "solver_info": self.solver_info, "trust": self.trust, "warnings": self.warnings})
+                          "solver_info": self.solver_info, "trust": self.trust, "warnings": self.warnings,
+                          "priors": self.priors()})
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

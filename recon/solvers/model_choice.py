@@ -57,9 +57,12 @@ class AutoPriorParams(SolverParams):
     align: bool = Field(True, description="estimate the TXM's offset from the patterns' frame and correct it")
     min_shift_px: float = Field(0.5, ge=0, description="offsets below this are left alone")
     max_shift_px: float = Field(8.0, gt=0, description="offsets beyond this are not trusted (ignored)")
-    # measured (64x64, 5/10/25 %, 3 seeds): 0.25-1.0 px for the simulator's sharp TXMs, graded particles, and
-    # 1.25 for the EELS maps' HAADF; 1.75-3.0 px for a TXM blurred by sigma = 2 px (+ 7.5 % noise)
-    max_blur_px: float = Field(1.5, gt=0, description="a TXM this much blurrier (Gaussian sigma, px) than the "
+    # measured (64x64 battery seeds 0-8 at 10 %, 0-2 at 5 and 25 %): sharp TXMs 0.25-1.0 px; blurred by sigma
+    # 1 / 1.5 / 2 px (+ 7.5 % noise) 0.75-1.75 / 1.125-2.25 / 1.5-2.875, where composition TV lost up to 1.2 / 2.0 /
+    # 4.6 dB to plain TV; graded 0.25-0.5; Zernike halos 0; the EELS maps' HAADF 1.125-1.375 (rejected at 5 and
+    # 10 %, where composition TV gained 0.3-0.6 dB over plain TV): a wrong rejection costs a gain, a wrong
+    # acceptance costs dB
+    max_blur_px: float = Field(1.25, gt=0, description="a TXM this much blurrier (Gaussian sigma, px) than the "
                                                       "TXM-free maps is not used")
     seed: int = Field(0, description="seed of the fold assignment")
 
@@ -93,7 +96,7 @@ def estimate_txm_offset(txm_thickness: np.ndarray, maps: list[np.ndarray], *, up
 
 
 #: blurs tried by :func:`estimate_txm_blur` (Gaussian sigma, px)
-BLUR_GRID_PX = np.arange(0.0, 4.01, 0.25)
+BLUR_GRID_PX = np.arange(0.0, 4.01, 0.125)
 #: a TXM whose best blurred-map fit leaves more than this share of its variance unexplained shows other things
 #: than the maps (another contrast, other particles): its blur means nothing and held-out data decide alone
 #: (measured: 0.05-0.33 for TXMs of the mapped particles, sharp or blurred; 0.80-0.98 for a natural image or
