@@ -63,12 +63,13 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     result.provenance.update(input_file=str(Path(args.input).resolve()), input_sha256=file_sha256(args.input))
     path = save_result(result, args.output, overwrite=args.overwrite)
     print(f"method {result.method} on {result.provenance['device']}")
+    priors = result.priors()
     for element in result.elements:
         info = result.solver_info[element]
         chosen = (f"weight {info['weight']:.3g}" if "weight" in info else
                   f"rank {info['rank']}" if "rank" in info else "")
         metr = "  ".join(f"{k} {v:.4g}" for k, v in result.metrics[element].items())
-        print(f"  {element}: {result.timings[f'{element}_s']:.2f} s  {_prior_line(result.priors()[element])}"
+        print(f"  {element}: {result.timings[f'{element}_s']:.2f} s  {_prior_line(priors[element])}"
               f"  {chosen}  {metr}")
     for warning in getattr(result, "warnings", []):  # next to the numbers it qualifies
         print(f"  WARNING {warning}")
