@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from nxsci.recon import (Dataset, compare_heldout, estimate_txm_blur, estimate_txm_offset, natural_image, psnr,
-                         reconstruct, simulate_case, txm_thickness)
+from nxsci.recon import (Dataset, compare_heldout, denoise_txm, estimate_txm_blur, estimate_txm_offset, natural_image,
+                         psnr, reconstruct, simulate_case, txm_thickness)
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +68,29 @@ def test_a_blurred_noisy_txm_is_not_used(case: Dataset) -> None:
         assert info["prior"] == "tv" and info["txm_blur_px"] >= 1.25, (element, info)
         assert psnr(result.map(element), case.truth(element)) >= psnr(plain.map(element), case.truth(element)) - 0.2
         assert any(w.startswith(f"{element}: TXM rejected: it is blurrier") for w in result.warnings)
+
+
+def test_txm_noise_is_measured_and_removed_and_a_clean_txm_left_alone(case: Dataset) -> None:
+    clean = case.txm.astype(np.float64)
+    noisy = clean + np.random.default_rng(1).normal(0, 0.075 * np.ptp(clean), clean.shape)
+    denoised, noise = denoise_txm(noisy)
+    assert 0.7 * 0.075 * np.ptp(clean) <= noise * np.ptp(noisy) <= 1.3 * 0.075 * np.ptp(clean)
+    assert np.sqrt(np.mean((denoised - clean) ** 2)) < 0.6 * np.sqrt(np.mean((noisy - clean) ** 2))
+    untouched, clean_noise = denoise_txm(clean)  # measured: RMS error 0.51 x the noise's above
+    assert clean_noise < 0.01
+    assert np.sqrt(np.mean((untouched - clean) ** 2)) < 0.01 * np.ptp(clean)
+
+
+def test_a_noisy_txm_is_denoised_before_composition_tv(case: Dataset) -> None:
+    """The composition model multiplies each map by the TXM thickness, so TXM noise lands in every map; the
+    denoised TXM gives better maps than the raw one (measured +0.8..+2 dB per element on seeds 2, 3)."""
+    clean = case.txm.astype(np.float64)
+    noisy = _with_txm(case, clean + np.random.default_rng(2).normal(0, 0.075 * np.ptp(clean), clean.shape))
+    denoised = reconstruct(noisy, method="composition-tv")
+    raw = reconstruct(noisy, method="composition-tv", params={"txm_denoise": 0.0})
+    gains = [psnr(denoised.map(e), case.truth(e)) - psnr(raw.map(e), case.truth(e)) for e in case.elements]
+    assert np.mean(gains) >= 0.5 and min(gains) >= -0.2, gains
+    assert all(0.03 <= denoised.solver_info[e]["txm_noise"] <= 0.1 for e in case.elements)
 
 
 def test_a_shifted_txm_is_realigned_and_the_maps_stay_as_good(case: Dataset, reference: dict[str, float]) -> None:

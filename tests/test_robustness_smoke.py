@@ -14,8 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
-FAMILIES = ("battery", "txm-offset", "txm-blur-noise", "txm-natural-image", "txm-wrong-species", "txm-zernike-halo",
-            "graded", "no-txm", "real-xrf-no-txm", "real-eels-haadf")
+FAMILIES = ("battery", "txm-offset", "txm-blur-noise", "txm-mild-blur-noise", "txm-noise", "txm-natural-image",
+            "txm-wrong-species", "txm-zernike-halo", "graded", "no-txm", "real-xrf-no-txm", "real-eels-haadf")
 REAL = Path("/work/shared/data/real")
 
 

@@ -17,8 +17,8 @@ from harness.real_maps import REAL_SETS, real_phantom
 __all__ = ["FAMILIES", "OFFSETS_PX", "build_cases"]
 
 #: family names, in the report's order
-FAMILIES: tuple[str, ...] = ("battery", "txm-offset", "txm-blur-noise", "txm-natural-image", "txm-wrong-species",
-                             "txm-zernike-halo", "graded", "no-txm", "real-xrf-no-txm", "real-eels-haadf")
+FAMILIES: tuple[str, ...] = ("battery", "txm-offset", "txm-blur-noise", "txm-mild-blur-noise", "txm-noise",
+                             "txm-natural-image", "txm-wrong-species", "txm-zernike-halo", "graded", "no-txm", "real-xrf-no-txm", "real-eels-haadf")
 #: TXM offsets from the patterns' frame, px
 OFFSETS_PX = (1.0, 2.5, 5.0)
 #: the natural image given as a "TXM"
@@ -40,6 +40,10 @@ def _perturbed(base: Case) -> list[Case]:
            for px in OFFSETS_PX]
     out.append(with_txm(base, "txm-blur-noise", s, tv.blurred_noisy(txm, seed=seed),
                         "battery TXM blurred (Gaussian sigma 2 px) + white noise of 7.5 % of its range"))
+    out.append(with_txm(base, "txm-mild-blur-noise", s, tv.blurred_noisy(txm, sigma=1.25, seed=seed),
+                        "battery TXM blurred (Gaussian sigma 1.25 px) + white noise of 7.5 % of its range"))
+    out.append(with_txm(base, "txm-noise", s, tv.blurred_noisy(txm, sigma=0.0, seed=seed),
+                        "battery TXM, sharp, + white noise of 7.5 % of its range (a short exposure)"))
     out.append(with_txm(base, "txm-natural-image", s, tv.natural_image_txm(size, NATURAL_IMAGE),
                         f"scikit-image '{NATURAL_IMAGE}' (as an optical density) given as the TXM"))
     out.append(with_txm(base, "txm-wrong-species", s, tv.wrong_species(battery_phantom(size, seed)),
@@ -76,7 +80,7 @@ def build_cases(*, size: int, pct: float, seeds: Sequence[int], photons: float =
     if "battery" in want:
         cases += bases.values()
     perturbed = [c for seed in seeds for c in _perturbed(bases[seed])]
-    for fam in FAMILIES[1:6]:
+    for fam in dict.fromkeys(c.family for c in perturbed):  # the TXM variants, in FAMILIES' order
         if fam in want:
             cases += [c for c in perturbed if c.family == fam]
     if "graded" in want:

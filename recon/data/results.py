@@ -66,7 +66,8 @@ class ReconResult:
     def priors(self) -> dict[str, dict[str, Any]]:
         """Per element, the prior its map was made with and why (``auto`` chooses one per element): ``prior``,
         ``reason``, the held-out evidence (``significance`` in standard errors, ``pooled_significance``) and
-        the TXM's estimated ``txm_offset_px`` / ``txm_blur_px`` where they exist."""
+        the TXM's estimated ``txm_offset_px`` / ``txm_blur_px`` / ``txm_noise`` (fraction of its range, before
+        denoising) where they exist."""
         out: dict[str, dict[str, Any]] = {}
         for element in self.elements:
             info = self.solver_info.get(element, {})
@@ -77,7 +78,7 @@ class ReconResult:
             for key in ("significance", "pooled_significance"):
                 if key in choice:
                     entry[key] = choice[key]
-            for key in ("txm_offset_px", "txm_realigned", "txm_blur_px"):
+            for key in ("txm_offset_px", "txm_realigned", "txm_blur_px", "txm_noise"):
                 if key in info:
                     entry[key] = info[key]
             out[element] = _jsonable(entry)

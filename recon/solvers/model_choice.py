@@ -64,6 +64,9 @@ class AutoPriorParams(SolverParams):
     # acceptance costs dB
     max_blur_px: float = Field(1.25, gt=0, description="a TXM this much blurrier (Gaussian sigma, px) than the "
                                                       "TXM-free maps is not used")
+    txm_denoise: float = Field(1.0, ge=0, le=10, description="edge-preserving TV denoising of the TXM at this "
+                                                             "multiple of its noise level before it is aligned, "
+                                                             "assessed and used (see composition-tv); 0: off")
     seed: int = Field(0, description="seed of the fold assignment")
 
 
@@ -175,9 +178,10 @@ class AutoPrior(Solver):
         # its iteration cap (200): measured the same maps as a cap of 400 (64x64 at 5-25 %) in less time
         plain = TV({**self._sub_params(), "cv_iterations": 200}).solve_many(
             ys, physics, guide=None, progress=_span(progress, 0.0, share, "plain TV"), sigma=sigma)
-        from .txm_prior import txm_thickness
+        from .txm_prior import denoise_txm, txm_thickness
 
-        txm = np.asarray(guide, dtype=np.float64)
+        # denoised first: its noise would go into every composition map, and it blurs the blur estimate
+        txm, noise = denoise_txm(np.asarray(guide, dtype=np.float64), p.txm_denoise)
         offset, error = estimate_txm_offset(txm_thickness(txm, floor=0.0), [r.x for r in plain])
         size = float(np.hypot(*offset))
         aligned = p.align and p.min_shift_px <= size <= p.max_shift_px
@@ -185,11 +189,12 @@ class AutoPrior(Solver):
         used = ndimage.shift(txm, offset, order=3, mode="nearest") if aligned else txm
         blur, unexplained = estimate_txm_blur(txm_thickness(used, floor=0.0), [r.x for r in plain])
         txm_note = {"txm_offset_px": [round(float(v), 3) for v in offset], "txm_registration_error": error,
-                    "txm_realigned": aligned, "txm_blur_px": blur, "txm_blur_fit_unexplained": round(unexplained, 3)}
+                    "txm_realigned": aligned, "txm_blur_px": blur, "txm_blur_fit_unexplained": round(unexplained, 3),
+                    "txm_noise": round(noise, 4)}
         if unexplained <= BLUR_FIT_MAX_UNEXPLAINED and blur >= p.max_blur_px:
             out = [self._blurred(res, blur, txm_note) for res in plain]
         else:
-            guided = CompositionTV(self._sub_params()).solve_many(
+            guided = CompositionTV({**self._sub_params(), "txm_denoise": 0.0}).solve_many(
                 ys, physics, guide=used, progress=_span(progress, share, 0.98, "composition TV"), sigma=sigma)
             evidence = [None if plain[e].heldout is None or guided[e].heldout is None else
                         compare_heldout(plain[e].heldout, guided[e].heldout, None if sigma is None else sigma[e])

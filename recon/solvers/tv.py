@@ -424,6 +424,9 @@ class CompositionTVParams(TVParams):
                                                                         "(support, offset) and removed")
     floor: float = Field(1e-2, ge=0, description="thickness floor (relative to the mean) so no pixel is "
                                                  "forced to exactly zero")
+    txm_denoise: float = Field(1.0, ge=0, le=10, description="edge-preserving TV denoising of the TXM at this "
+                                                             "multiple of its noise level (estimated from the image); "
+                                                             "0: the TXM as given")
 
 
 class CompositionTV(TV):
@@ -445,9 +448,10 @@ class CompositionTV(TV):
                    progress: ProgressCallback | None, sigma: np.ndarray | None = None) -> list[SolverResult]:
         if guide is None:
             raise SolverError("method 'composition-tv' needs a TXM image ('txm' in the dataset)")
-        from .txm_prior import txm_thickness
+        from .txm_prior import denoise_txm, txm_thickness
 
         p = self.params
+        guide, noise = denoise_txm(guide, p.txm_denoise)
         thickness = txm_thickness(guide, background_percentile=p.background_percentile, floor=p.floor)
         h, w = physics.img_shape
         t = torch.as_tensor(thickness.reshape(1, -1), dtype=physics.dtype, device=physics.device)
@@ -455,5 +459,5 @@ class CompositionTV(TV):
         results = super().solve_many(ys, modulated, guide=None, progress=progress, sigma=sigma)
         for res in results:
             res.x = (res.x * thickness).astype(np.float32)
-            res.info["output"] = "composition"
+            res.info.update(output="composition", txm_noise=round(noise, 4), txm_denoise=p.txm_denoise)
         return results
