@@ -18,7 +18,8 @@ __all__ = ["FAMILIES", "OFFSETS_PX", "build_cases"]
 
 #: family names, in the report's order
 FAMILIES: tuple[str, ...] = ("battery", "txm-offset", "txm-blur-noise", "txm-mild-blur-noise", "txm-noise",
-                             "txm-natural-image", "txm-wrong-species", "txm-zernike-halo", "graded", "no-txm", "real-xrf-no-txm", "real-eels-haadf")
+                             "txm-natural-image", "txm-wrong-species", "txm-zernike-halo", "graded", "no-txm",
+                             "real-xrf-no-txm", "real-eels-haadf")
 #: TXM offsets from the patterns' frame, px
 OFFSETS_PX = (1.0, 2.5, 5.0)
 #: the natural image given as a "TXM"

@@ -190,7 +190,7 @@ class AutoPrior(Solver):
         blur, unexplained = estimate_txm_blur(txm_thickness(used, floor=0.0), [r.x for r in plain])
         txm_note = {"txm_offset_px": [round(float(v), 3) for v in offset], "txm_registration_error": error,
                     "txm_realigned": aligned, "txm_blur_px": blur, "txm_blur_fit_unexplained": round(unexplained, 3),
-                    "txm_noise": round(noise, 4)}
+                    "txm_noise": round(noise, 4), "txm_denoise": p.txm_denoise}
         if unexplained <= BLUR_FIT_MAX_UNEXPLAINED and blur >= p.max_blur_px:
             out = [self._blurred(res, blur, txm_note) for res in plain]
         else:

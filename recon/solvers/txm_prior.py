@@ -17,6 +17,16 @@ from .._errors import DatasetError
 __all__ = ["txm_thickness", "txm_gradient", "denoise_txm"]
 
 
+def _checked_txm(txm: np.ndarray) -> np.ndarray:
+    """The TXM as a float64 image, or a clear error naming what is wrong with it."""
+    t = np.asarray(txm, dtype=np.float64)
+    if t.ndim != 2:
+        raise DatasetError(f"TXM image must be 2-D, got shape {t.shape}")
+    if not np.all(np.isfinite(t)):
+        raise DatasetError("TXM image contains NaN or infinite values")
+    return t
+
+
 def txm_thickness(txm: np.ndarray, *, background_percentile: float = 5.0, floor: float = 1e-2,
                   denoise_sigma: float = 0.0) -> np.ndarray:
     """Background-free TXM optical density scaled to mean 1, floored at ``floor`` (never exactly 0).
@@ -24,11 +34,7 @@ def txm_thickness(txm: np.ndarray, *, background_percentile: float = 5.0, floor:
     The floor keeps the composition model able to put a little signal anywhere (a particle the TXM barely
     shows, a registration error at an edge) instead of forcing exact zeros off the TXM's particles.
     """
-    t = np.asarray(txm, dtype=np.float64)
-    if t.ndim != 2:
-        raise DatasetError(f"TXM image must be 2-D, got shape {t.shape}")
-    if not np.all(np.isfinite(t)):
-        raise DatasetError("TXM image contains NaN or infinite values")
+    t = _checked_txm(txm)
     if denoise_sigma > 0:
         t = ndimage.gaussian_filter(t, denoise_sigma)
     t = np.clip(t - np.percentile(t, background_percentile), 0.0, None)
@@ -50,11 +56,7 @@ def denoise_txm(txm: np.ndarray, strength: float = 1.0) -> tuple[np.ndarray, flo
     """
     from skimage.restoration import denoise_tv_chambolle, estimate_sigma
 
-    t = np.asarray(txm, dtype=np.float64)
-    if t.ndim != 2:
-        raise DatasetError(f"TXM image must be 2-D, got shape {t.shape}")
-    if not np.all(np.isfinite(t)):
-        raise DatasetError("TXM image contains NaN or infinite values")
+    t = _checked_txm(txm)
     spread = float(np.ptp(t))
     if spread <= 0:
         return t, 0.0
